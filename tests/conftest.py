@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests run on 2 CPU cores with xdist: one torch thread per worker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("COMPOUND_FER_SHARED_DATA", REPO.parent / "shared" / "data"))
+CFEE_SUBSET = SHARED_DATA / "cfee-subset"
+FER_POOL = SHARED_DATA / "fer2013-pool"
+
+
+@pytest.fixture(scope="session")
+def cfee_root() -> Path:
+    """The research-only CFEE subset; tests that use it skip cleanly when it is absent."""
+    if not (CFEE_SUBSET / "Images").is_dir():
+        pytest.skip(f"CFEE subset not found at {CFEE_SUBSET}")
+    return CFEE_SUBSET
+
+
+@pytest.fixture(scope="session")
+def fer_pool_root() -> Path:
+    if not (FER_POOL / "images").is_dir():
+        pytest.skip(f"FER2013 pool not found at {FER_POOL}")
+    return FER_POOL

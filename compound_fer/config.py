@@ -1,0 +1,223 @@
+"""The protocol as data: YAML <-> validated config models.
+
+pydantic does the validation (unknown keys, wrong types, out-of-range values), so every error names
+the offending key; `load_config` turns those into a ConfigError that names the file too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from compound_fer import taxonomy
+from compound_fer.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticData(_Section):
+    """The embedded procedural dataset (no files)."""
+
+    n_subjects: int = Field(40, ge=4)
+    per_subject: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class DataConfig(_Section):
+    """Where faces come from and how they are prepared."""
+
+    source: Literal["synthetic", "path"] = "synthetic"
+    path: str | None = None
+    test_path: str | None = None
+    image_size: int = Field(64, ge=16, le=512)
+    include_neutral: bool = False
+    face_method: Literal["auto", "landmarks", "haar"] = "auto"
+    face_margin: float = Field(0.15, ge=0.0, le=1.0)
+    synthetic: SyntheticData = SyntheticData()
+
+    @model_validator(mode="after")
+    def _path_given(self) -> "DataConfig":
+        if self.source == "path" and not self.path:
+            raise ValueError("data.path is required when data.source is 'path'")
+        return self
+
+
+class EvaluationConfig(_Section):
+    """strict: subject-disjoint train/val/test (or an external test folder); reference: k folds, val = test."""
+
+    mode: Literal["strict", "reference"] = "strict"
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.6)
+    folds: int = Field(10, ge=2)
+    fold: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> "EvaluationConfig":
+        if self.fold >= self.folds:
+            raise ValueError(f"evaluation.fold must be < evaluation.folds ({self.folds}), got {self.fold}")
+        return self
+
+
+class ModelConfig(_Section):
+    backbone: Literal["small_cnn", "mobilenet_v2", "resnet18", "resnet50", "efficientnet_lite0"] = "small_cnn"
+    pretrained: bool = False
+    head: Literal["linear", "reference"] = "linear"
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class AugmentConfig(_Section):
+    """The reference's augmentation: flip, ~3.6 degree rotation, 5% zoom, 5% translation."""
+
+    flip: bool = True
+    rotation_deg: float = Field(3.6, ge=0.0, le=45.0)
+    zoom: float = Field(0.05, ge=0.0, le=0.5)
+    translate: float = Field(0.05, ge=0.0, le=0.5)
+
+
+class BasicPhase(_Section):
+    """Experience 0: the basic model, trained once and shared by every method (as the reference does)."""
+
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(32, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0)
+    patience: int = Field(5, ge=1)
+    trainable: Literal["all", "tail_head", "head"] = "all"
+    augment: bool = True
+
+
+class KDConfig(_Section):
+    temperature: float = Field(3.0, gt=0.0)
+    gamma0: float = Field(0.1, ge=0.0, le=1.0)
+    teacher_padding: Literal["zeros", "mask"] = "zeros"
+    teacher_mode: Literal["basic", "previous"] = "basic"
+
+
+class ContinualPhase(_Section):
+    """Experiences 1..15: one compound class each (or `classes_per_step`), N seeded class orders."""
+
+    methods: tuple[str, ...] = ("naive", "kdpsmr")
+    orders: int = Field(3, ge=1)
+    order_seed: int = 42
+    classes_per_step: int = Field(1, ge=1, le=15)
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    batch_size: int = Field(16, ge=1)
+    memory_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    memory_mode: Literal["grow", "limit"] = "grow"
+    cap_new_class: bool = True
+    trainable: Literal["tail_head", "head"] = "tail_head"
+    augment_views: int = Field(2, ge=0, le=16)
+    kd: KDConfig = KDConfig()
+    method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("methods")
+    @classmethod
+    def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("continual.methods must name at least one method")
+        return tuple(m.lower() for m in v)
+
+
+class FewShotPhase(_Section):
+    """The reference's few-shot protocol: 7-way models from the basic model, n shots of one compound."""
+
+    enabled: bool = True
+    shots: tuple[int, ...] = (1, 3, 5)
+    compounds: tuple[str, ...] | None = None
+    repeats: int = Field(1, ge=1)
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    batch_size: int = Field(32, ge=1)
+
+    @field_validator("shots")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(s < 1 for s in v):
+            raise ValueError(f"fewshot.shots must be >= 1, got {list(v)}")
+        return v
+
+    @field_validator("compounds")
+    @classmethod
+    def _known(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        out = []
+        for name in v:
+            cat = taxonomy.by_name(name)
+            if cat.kind != "compound":
+                raise ValueError(f"fewshot.compounds: {name!r} is not a compound category")
+            out.append(cat.name)
+        return tuple(out)
+
+
+class ProtocolConfig(_Section):
+    """A whole benchmark protocol: data, evaluation, model, the three phases and the seeds."""
+
+    name: str = "custom"
+    data: DataConfig = DataConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+    basic: BasicPhase = BasicPhase()
+    continual: ContinualPhase = ContinualPhase()
+    fewshot: FewShotPhase = FewShotPhase()
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    threads: int = Field(0, ge=0)
+    cache_trunk: bool = True
+
+    def with_overrides(self, **sections: dict[str, Any]) -> "ProtocolConfig":
+        """A copy with some fields replaced, validated again (e.g. from CLI flags)."""
+        return parse_config(_deep_merge(self.model_dump(), sections), source="overrides")
+
+
+def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key (check the spelling; see docs/configuration.md)" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return f"invalid config {source}:\n" + "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<dict>") -> ProtocolConfig:
+    """Validate a plain dict (e.g. parsed YAML) into a ProtocolConfig."""
+    try:
+        return ProtocolConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+    except taxonomy.UnknownCategoryError as err:
+        raise ConfigError(f"invalid config {source}: {err}") from None
+
+
+def load_config(path: str | Path) -> ProtocolConfig:
+    """Read and validate a YAML protocol file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (the shipped ones are in benchmarks/configs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return parse_config(data, source=str(path))
+
+
+def dump_config(config: ProtocolConfig) -> str:
+    """YAML text of a config (round-trips through load_config)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,248 @@
+"""Results tables and figures from the runner's rows: JSON, CSV, Markdown; PNG + PDF plots.
+
+Rows are plain dicts (one per basic model, continual run or few-shot run), so a report can be rebuilt
+from ``results.json`` or from the per-row files alone (`compound-fer report DIR`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from compound_fer.io import write_json, write_text
+
+#: Columns of the continual summary table, in order.
+SUMMARY_COLUMNS = (
+    ("overall_accuracy", "Overall acc."),
+    ("overall_accuracy_without_step0", "Overall acc. (no step 0)"),
+    ("final_accuracy", "Final acc."),
+    ("final_new_accuracy", "New (mean over steps)"),
+    ("final_old_accuracy", "Old (mean over steps)"),
+    ("average_forgetting", "Forgetting"),
+    ("backward_transfer", "BWT"),
+    ("final_basic_retention", "Basic retention"),
+    ("seconds", "Wall s / order"),
+)
+
+
+def _mean(xs: Iterable[float]) -> float:
+    vals = [float(x) for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def summarize(rows: Sequence[dict]) -> dict[str, dict[str, Any]]:
+    """Per (method, mode) summary over orders and seeds of the continual rows."""
+    from compound_fer.evaluation.metrics import summarize_orders
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("kind") == "continual":
+            groups[_group_key(r)].append(r)
+    out = {}
+    for key, rs in groups.items():
+        s = summarize_orders(rs)
+        s["method"] = rs[0]["method"]
+        s["mode"] = rs[0].get("mode", "strict")
+        s["runs"] = len(rs)
+        s["seeds"] = sorted({r["seed"] for r in rs})
+        s["final_new_accuracy"] = _mean(_mean(r["new_class_accuracy"][1:]) for r in rs)
+        s["final_old_accuracy"] = _mean(_mean(r["old_class_accuracy"][1:]) for r in rs)
+        s["seconds"] = _mean(r["seconds"] for r in rs)
+        s["train_seconds_after_basic"] = _mean(r.get("train_seconds_after_basic") for r in rs)
+        per_order = [_mean(r["step_accuracy"]) for r in rs]
+        s["best_order_overall"] = float(np.max(per_order))
+        s["worst_order_overall"] = float(np.min(per_order))
+        out[key] = s
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["overall_accuracy"]))
+
+
+def _group_key(r: dict) -> str:
+    mode = r.get("mode", "strict")
+    return r["method"] if mode == "strict" else f"{r['method']} ({mode})"
+
+
+def fewshot_summary(rows: Sequence[dict]) -> list[dict]:
+    """Few-shot table: per shot count, mean new-class recall (the reference's number), 7-way and basic accuracy."""
+    by_shots: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("kind") == "fewshot":
+            by_shots[int(r["shots"])].append(r)
+    table = []
+    for shots in sorted(by_shots):
+        rs = by_shots[shots]
+        table.append({
+            "shots": shots,
+            "runs": len(rs),
+            "new_class_recall": _mean(r["new_class_recall"] for r in rs),
+            "seven_way_accuracy": _mean(r["seven_way_accuracy"] for r in rs),
+            "basic_accuracy": _mean(r.get("basic_accuracy") for r in rs),
+            "perfect_new_class_share": _mean(float(r["new_class_recall"] == 1.0) for r in rs),
+        })
+    return table
+
+
+def _fmt(x: Any, pct: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * x:.2f}" if pct else f"{x:.1f}"
+
+
+def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: Sequence[dict]) -> str:
+    """The Markdown tables of a run: basic models, continual summary, few-shot."""
+    out = io.StringIO()
+    if basic_rows:
+        out.write("### Basic model (experience 0)\n\n| seed | backbone | best epoch | val acc. | test acc. | s |\n"
+                  "|---|---|---|---|---|---|\n")
+        for r in basic_rows:
+            out.write(f"| {r['seed']} | {r.get('backbone')} | {r.get('best_epoch')} | {_fmt(r.get('val_accuracy'))} | "
+                      f"{_fmt(r.get('test_accuracy'))} | {r.get('seconds')} |\n")
+        out.write("\n")
+    if summary:
+        out.write("### Continual (accuracies in %, mean over orders and seeds)\n\n")
+        out.write("| method | runs | " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " |\n")
+        out.write("|---|---|" + "---|" * len(SUMMARY_COLUMNS) + "\n")
+        for key, s in summary.items():
+            cells = [_fmt(s.get(k), pct=(k != "seconds")) for k, _ in SUMMARY_COLUMNS]
+            out.write(f"| {key} | {s['runs']} | " + " | ".join(cells) + " |\n")
+        out.write("\n")
+    if fewshot:
+        out.write("### Few-shot (accuracies in %, mean over compound classes)\n\n"
+                  "| shots | runs | new-class recall (reference's metric) | 7-way accuracy | basic accuracy |"
+                  " runs with 100% new-class recall |\n|---|---|---|---|---|---|\n")
+        for r in fewshot:
+            out.write(f"| {r['shots']} | {r['runs']} | {_fmt(r['new_class_recall'])} | {_fmt(r['seven_way_accuracy'])}"
+                      f" | {_fmt(r['basic_accuracy'])} | {_fmt(r['perfect_new_class_share'])} |\n")
+        out.write("\n")
+    return out.getvalue()
+
+
+def _csv(rows: Sequence[dict]) -> str:
+    scalar_rows = [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None} for r in rows]
+    keys: list[str] = []
+    for r in scalar_rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(scalar_rows)
+    return buf.getvalue()
+
+
+def _save(fig, path: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        p = path.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+        paths.append(str(p))
+    plt.close(fig)
+    return paths
+
+
+def plot_step_curves(rows: Sequence[dict], out: Path) -> list[str]:
+    """Per method: best, average and worst class order (as the reference plots), and all methods' means."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("kind") == "continual":
+            groups[_group_key(r)].append(r)
+    written: list[str] = []
+    fig_all, ax_all = plt.subplots(figsize=(7, 4.2))
+    for key, rs in sorted(groups.items()):
+        curves = np.array([r["step_accuracy"] for r in rs], dtype=float)
+        means = np.nanmean(curves, axis=1)
+        x = np.arange(curves.shape[1])
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for label, c, style in (("best order", curves[np.argmax(means)], "--"),
+                                ("average", np.nanmean(curves, axis=0), "-"),
+                                ("worst order", curves[np.argmin(means)], ":")):
+            ax.plot(x, 100 * c, style, marker="o", ms=3, label=label)
+        ax.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", title=key, ylim=(0, 100))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        written += _save(fig, out / f"step_accuracy_{_slug(key)}")
+        ax_all.plot(x, 100 * np.nanmean(curves, axis=0), marker="o", ms=3, label=key)
+    ax_all.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", ylim=(0, 100),
+               title="mean step accuracy over class orders")
+    ax_all.grid(alpha=0.3)
+    ax_all.legend(fontsize=7, ncol=2)
+    written += _save(fig_all, out / "step_accuracy_methods")
+    return written
+
+
+def plot_matrices(rows: Sequence[dict], out: Path) -> list[str]:
+    """Mean accuracy matrix per method, and the final confusion matrix of its first order."""
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("kind") == "continual":
+            groups[_group_key(r)].append(r)
+    written: list[str] = []
+    for key, rs in sorted(groups.items()):
+        mats = np.array([r["accuracy_matrix"] for r in rs], dtype=float)
+        m = np.nanmean(mats, axis=0)
+        fig, ax = plt.subplots(figsize=(5, 4.3))
+        im = ax.imshow(100 * np.tril(m), vmin=0, vmax=100, cmap="viridis")
+        ax.set(xlabel="experience j (classes)", ylabel="after step i", title=f"accuracy matrix: {key}")
+        fig.colorbar(im, ax=ax, label="%")
+        written += _save(fig, out / f"accuracy_matrix_{_slug(key)}")
+        r0 = rs[0]
+        cm = np.asarray(r0["final_confusion_matrix"], dtype=float)
+        names = [r0["class_names"][c] for c in r0["final_confusion_classes"]]
+        cmn = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(7.5, 6.5))
+        im = ax.imshow(cmn, vmin=0, vmax=1, cmap="Blues")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set(xlabel="predicted", ylabel="true", title=f"final confusion (order 0): {key}")
+        fig.colorbar(im, ax=ax)
+        written += _save(fig, out / f"confusion_{_slug(key)}")
+    return written
+
+
+def _slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in s).strip("_")
+
+
+def write_report(out_dir: str | Path, *, rows: Sequence[dict], header: dict, config: Any = None,
+                 figures: bool = True) -> dict:
+    """Write results.json, results.csv, results.md and figures/ under ``out_dir``; returns the summary."""
+    out_dir = Path(out_dir)
+    summary = summarize(rows)
+    few = fewshot_summary(rows)
+    basic_rows = [r for r in rows if r.get("kind") == "basic"]
+    write_json(out_dir / "results.json", {**header, "summary": summary, "fewshot": few, "rows": list(rows)})
+    write_text(out_dir / "results.csv", _csv(rows))
+    md = f"## {header.get('config', 'run')}\n\n`{header.get('command')}` (commit {header.get('commit')})\n\n"
+    write_text(out_dir / "results.md", md + markdown_tables(summary, few, basic_rows))
+    if figures and summary:
+        plot_step_curves(rows, out_dir / "figures")
+        plot_matrices(rows, out_dir / "figures")
+    return {"summary": summary, "fewshot": few}
+
+
+def load_rows(results_dir: str | Path) -> tuple[dict, list[dict]]:
+    """Rows of a run: from results.json when present, else from the per-row files of an unfinished run."""
+    results_dir = Path(results_dir)
+    main = results_dir / "results.json"
+    if main.is_file():
+        data = json.loads(main.read_text())
+        rows = data.pop("rows")
+        return data, rows
+    rows = [json.loads(p.read_text()) for p in sorted((results_dir / "rows").glob("*.json"))]
+    basic = [json.loads(p.read_text()) | {"kind": "basic"} for p in sorted((results_dir / "models").glob("*.json"))]
+    return {"command": "(rebuilt from rows)", "config": results_dir.name}, basic + rows

@@ -1,0 +1,91 @@
+"""Frozen-trunk caching: continual and few-shot steps train only the last stage and the head (as the
+reference), so each image's trunk feature maps are computed once (plus a few augmented views) and the
+steps train on them: the CPU cost of a step drops by the trunk's share of the network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from compound_fer.data.augment import augment_batch
+
+
+@torch.no_grad()
+def trunk_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    views: int = 0,
+    augment=None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    desc: str = "trunk maps",
+) -> torch.Tensor:
+    """Trunk feature maps of uint8 images: (N, 1 + views, C, h, w); view 0 is the un-augmented image.
+
+    Restores the model's train/eval mode. Augmented views use ``augment`` with a fixed seed.
+    """
+    if views and augment is None:
+        raise ValueError("trunk_maps: views > 0 needs an augment transform")
+    trunk = model.trunk
+    was_training = trunk.training
+    trunk.eval()
+    torch.manual_seed(seed)
+    out = []
+    try:
+        for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+            xb = images[i : i + batch_size].float().div_(255)
+            per_view = [xb] + [augment_batch(xb, augment) for _ in range(views)]
+            maps = [trunk(v.to(device)).cpu() for v in per_view]
+            out.append(torch.stack(maps, dim=1))
+    finally:
+        trunk.train(was_training)
+    return torch.cat(out)
+
+
+class PickView:
+    """Transform for cached maps (V, C, h, w) -> (C, h, w): a random view in training, view 0 otherwise."""
+
+    def __init__(self, *, random: bool) -> None:
+        self.random = random
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim < 4:  # already one view
+            return x
+        i = int(torch.randint(len(x), (1,))) if self.random else 0
+        return x[i]
+
+    def __repr__(self) -> str:
+        return f"PickView(random={self.random})"
+
+
+class CachedTrunkModel(nn.Module):
+    """The trainable part of a FERModel (tail + head), fed with cached trunk maps.
+
+    Shares its tail and head modules with the full model, so training it trains the full model;
+    exposes ``features``/``head``/``feature_dim`` like FERModel so every strategy treats it alike.
+    BatchNorm layers stay in eval mode (frozen statistics, as in the reference).
+    """
+
+    def __init__(self, *, model: nn.Module) -> None:
+        super().__init__()
+        self.tail = model.tail
+        self.head = model.head
+        self.feature_dim = model.feature_dim
+
+    def features(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.tail(maps)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tail(maps))
+
+    def train(self, mode: bool = True) -> "CachedTrunkModel":
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self

@@ -1,0 +1,367 @@
+"""The protocol runner: basic phase, continual phase (N class orders x methods), few-shot phase.
+
+Data flows one way: files -> faces -> splits -> basic model -> cached trunk maps -> scenario ->
+strategy -> per-step predictions -> metrics rows -> tables and figures. Every row is written to disk
+atomically as soon as it is complete, so a killed run loses at most the row in progress (`resume=True`
+skips completed rows).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from compound_fer import taxonomy
+from compound_fer.config import ProtocolConfig, dump_config
+from compound_fer.data.faceset import FaceSet
+from compound_fer.errors import ConfigError, DataError
+from compound_fer.io import provenance, save_torch, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU determinism; one source of truth for the seed in force)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------- data
+def load_dataset(cfg: ProtocolConfig, *, path: str | None = None, progress: bool = True) -> FaceSet:
+    """The faces the config names: the procedural synthetic set, or a CFEE / labelled folder."""
+    names = [c.name for c in taxonomy.categories(("neutral", "basic", "compound") if cfg.data.include_neutral
+                                                  else ("basic", "compound"))]
+    if path is None and cfg.data.source == "synthetic":
+        from compound_fer.data.synthetic import generate
+
+        s = cfg.data.synthetic
+        return generate(categories=names, n_subjects=s.n_subjects, per_subject=s.per_subject,
+                        image_size=cfg.data.image_size, seed=s.seed, progress=progress)
+    from compound_fer.data.load import load_faces
+
+    faces = load_faces(path or cfg.data.path, image_size=cfg.data.image_size, method=cfg.data.face_method,
+                       margin=cfg.data.face_margin, progress=progress)
+    return faces.where(labels=[taxonomy.label_of(n) for n in names])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test faces and how they were made."""
+
+    train: FaceSet
+    val: FaceSet
+    test: FaceSet
+    info: dict
+
+
+def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: FaceSet | None = None) -> Splits:
+    """strict: subject-disjoint train/val/test, or an external test set; reference: val fold doubles as test."""
+    from compound_fer.data import splits as sp
+
+    subjects = faces.subjects.numpy()
+    labels = faces.labels.numpy()
+    ev = cfg.evaluation
+    if test_faces is not None:
+        if ev.mode != "strict":
+            raise ConfigError("--test-data needs evaluation.mode: strict (the reference mode has no test set)")
+        # Every subject of --data trains (a small validation share for early stopping); the folder tests.
+        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels) \
+            if _accepts_zero_test() else sp.split_by_subject(subjects, val=ev.val_fraction, test=1e-9, seed=seed,
+                                                             labels=labels)
+        train_idx = np.concatenate([s.train, s.test]) if len(s.test) else s.train
+        info = {"mode": "strict", "test": "external", "train_subjects": int(len(np.unique(subjects[train_idx])))}
+        return Splits(faces.subset(train_idx), faces.subset(s.val), test_faces, info)
+    if ev.mode == "strict":
+        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)
+    else:
+        s = sp.reference_split(subjects, k=ev.folds, fold=ev.fold, seed=seed)
+    parts = {k: faces.subset(getattr(s, k)) for k in ("train", "val", "test")}
+    info = {"mode": ev.mode, **{f"{k}_subjects": int(len(np.unique(v.subjects.numpy()))) for k, v in parts.items()},
+            **{f"{k}_images": len(v) for k, v in parts.items()}}
+    if ev.mode == "reference":
+        info["note"] = "reference quirk: the validation fold drives early stopping and is also the reported test"
+    return Splits(parts["train"], parts["val"], parts["test"], info)
+
+
+def _accepts_zero_test() -> bool:
+    import inspect
+
+    from compound_fer.data import splits as sp
+
+    return "test" in inspect.signature(sp.split_by_subject).parameters
+
+
+# ------------------------------------------------------------------------------------------ phases
+def basic_labels(cfg: ProtocolConfig) -> tuple[int, ...]:
+    return tuple(taxonomy.label_of(n) for n in taxonomy.basic_names(include_neutral=cfg.data.include_neutral))
+
+
+def build_basic_model(cfg: ProtocolConfig, num_classes: int):
+    from compound_fer.models import build_model
+
+    return build_model(cfg.model.backbone, num_classes=num_classes, pretrained=cfg.model.pretrained,
+                       head=cfg.model.head, dropout=cfg.model.dropout, image_size=cfg.data.image_size)
+
+
+def _to_model_labels(global_labels: torch.Tensor, class_order: Sequence[int]) -> torch.Tensor:
+    lut = torch.full((len(taxonomy.CATEGORIES),), -1, dtype=torch.long)
+    lut[torch.as_tensor(list(class_order))] = torch.arange(len(class_order))
+    return lut[global_labels]
+
+
+def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, progress: bool = True):
+    """Train (or, on resume, load) the basic model; returns (model, info dict)."""
+    from compound_fer.data.augment import make_augment
+    from compound_fer.training.basic import accuracy, train_basic
+
+    labels = basic_labels(cfg)
+    model = build_basic_model(cfg, len(labels))
+    weights = out_dir / "models" / f"basic_seed{seed}.pt"
+    meta_path = weights.with_suffix(".json")
+    if weights.is_file() and meta_path.is_file():
+        model.load_state_dict(torch.load(weights, weights_only=True))
+        info = json.loads(meta_path.read_text())
+        log.info("basic phase: loaded %s (resume)", weights)
+        return model, info
+    tr, va, te = (s.where(labels=labels) for s in (splits.train, splits.val, splits.test))
+    for part, name in ((tr, "train"), (va, "validation"), (te, "test")):
+        if len(part) == 0:
+            raise DataError(f"the {name} split has no image of the basic classes; use more subjects or other fractions")
+    model.set_trainable(cfg.basic.trainable)
+    seed_everything(seed)
+    res = train_basic(
+        model, train_x=tr.images, train_y=_to_model_labels(tr.labels, labels), val_x=va.images,
+        val_y=_to_model_labels(va.labels, labels), epochs=cfg.basic.epochs, lr=cfg.basic.lr,
+        batch_size=cfg.basic.batch_size, weight_decay=cfg.basic.weight_decay, patience=cfg.basic.patience,
+        augment=make_augment(cfg.augment) if cfg.basic.augment else None, seed=seed, device=cfg.device,
+        progress=progress,
+    )
+    test_acc = accuracy(model, te.float_images(), _to_model_labels(te.labels, labels), device=cfg.device)
+    info = {
+        "classes": [taxonomy.name_of(x) for x in labels], "backbone": cfg.model.backbone, "head": cfg.model.head,
+        "image_size": cfg.data.image_size, "input": "float RGB in [0,1], (N,3,H,W); normalisation inside the model",
+        "best_epoch": res.best_epoch, "val_accuracy": res.best_val_accuracy, "test_accuracy": test_acc,
+        "seconds": round(res.seconds, 2), "seed": seed,
+    }
+    save_torch(weights, model.state_dict())
+    write_json(meta_path, info)
+    log.info("basic phase: val %.3f, test %.3f (%.0f s)", res.best_val_accuracy, test_acc, res.seconds)
+    return model, info
+
+
+@dataclass
+class Inputs:
+    """What the continual steps train and test on: cached trunk maps (or images) per FaceSet row."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+    cached: bool
+
+
+def make_inputs(cfg: ProtocolConfig, model, splits: Splits, *, seed: int, progress: bool = True) -> Inputs:
+    from compound_fer.data.augment import make_augment
+    from compound_fer.features import trunk_maps
+
+    if not cfg.cache_trunk:
+        return Inputs(splits.train.float_images(), splits.test.float_images(), cached=False)
+    views = cfg.continual.augment_views
+    train = trunk_maps(model, splits.train.images, views=views, augment=make_augment(cfg.augment) if views else None,
+                       seed=seed, device=cfg.device, progress=progress, desc="trunk maps (train)")
+    test = trunk_maps(model, splits.test.images, views=0, seed=seed, device=cfg.device, progress=progress,
+                      desc="trunk maps (test)")
+    return Inputs(train, test, cached=True)
+
+
+def memory_budget(cfg: ProtocolConfig, n_train_images: int, n_classes_total: int) -> tuple[int, int]:
+    """The reference's budget: M = memory_fraction x all training images; quota m = M // classes."""
+    total = int(round(cfg.continual.memory_fraction * n_train_images))
+    return total, max(1, total // n_classes_total)
+
+
+def _row_path(out_dir: Path, seed: int, method: str, order: int) -> Path:
+    return out_dir / "rows" / f"continual_seed{seed}_{method.replace('+', '-')}_order{order}.json"
+
+
+def run_continual(
+    cfg: ProtocolConfig,
+    *,
+    method: str,
+    order_index: int,
+    order: Sequence[str],
+    basic_model,
+    splits: Splits,
+    inputs: Inputs,
+    seed: int,
+    progress: bool = True,
+) -> dict:
+    """One method over one class order: experience 0 replays the shared basic model through the strategy
+    with zero epochs (so its plugins record their state), then one compound class per experience."""
+    from compound_fer.evaluation import metrics as M
+    from compound_fer.features import CachedTrunkModel, PickView
+    from compound_fer.scenarios import basic_to_compound
+    from compound_fer.training.basic import predict
+    from compound_fer.training.registry import available, make_strategy
+
+    entry = available()[method]
+    seed_everything(seed * 1000 + order_index)
+    model = copy.deepcopy(basic_model)
+    model.set_trainable(cfg.continual.trainable)
+    net = CachedTrunkModel(model=model) if inputs.cached else model
+    n_total = len(basic_labels(cfg)) + len(order)
+    mem_total, quota = memory_budget(cfg, len(splits.train), n_total)
+    self_capping = getattr(entry, "caps_new_class", False)
+    bench = basic_to_compound(
+        train=splits.train, test=splits.test, compound_order=list(order),
+        include_neutral=cfg.data.include_neutral, classes_per_exp=cfg.continual.classes_per_step,
+        new_class_cap=quota if (cfg.continual.cap_new_class and not self_capping) else None, seed=seed,
+        train_inputs=inputs.train, test_inputs=inputs.test[:, :1] if inputs.cached else inputs.test,
+        train_transform=PickView(random=True) if inputs.cached else None,
+        eval_transform=PickView(random=False) if inputs.cached else None,
+    )
+    kd = cfg.continual.kd
+    options = dict(cfg.continual.method_options.get(method, {}))
+    extra = {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
+             "teacher_mode": kd.teacher_mode, "memory_mode": cfg.continual.memory_mode, "quota": quota, **options}
+    strategy = make_strategy(
+        method, model=net, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
+        train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
+        device=cfg.device, mem_size=mem_total, num_classes_total=n_total, seed=seed, extra=extra,
+    )
+    test_y = _to_model_labels(splits.test.labels, bench.class_order).numpy()
+    test_x = inputs.test[:, 0] if inputs.cached else inputs.test
+    exp_classes = [list(c) for c in bench.experience_classes]
+    record = M.ContinualRecord(basic_classes=exp_classes[0])
+    step_seconds: list[float] = []
+    start = time.perf_counter()
+    for step, experience in enumerate(bench.benchmark.train_stream):
+        t0 = time.perf_counter()
+        epochs = strategy.train_epochs
+        if step == 0:
+            strategy.train_epochs = 0  # the basic model is shared: record plugin state, train nothing
+        try:
+            strategy.train(experience)
+        finally:
+            strategy.train_epochs = epochs
+        step_seconds.append(time.perf_counter() - t0)
+        seen = [c for cs in exp_classes[: step + 1] for c in cs]
+        mask = np.isin(test_y, seen)
+        pred = predict(net, test_x[torch.from_numpy(mask)], device=cfg.device).numpy()
+        record.add_step(test_y[mask], pred, new_classes=exp_classes[step])
+    seconds = time.perf_counter() - start
+    return {
+        "kind": "continual", "method": method, "order_index": order_index, "order": list(order), "seed": seed,
+        "memory_total": mem_total, "memory_quota": quota, "new_class_cap": None if self_capping else quota,
+        "seconds": round(seconds, 2), "step_seconds": [round(s, 3) for s in step_seconds],
+        "train_seconds_after_basic": round(sum(step_seconds[1:]), 2),
+        "class_names": list(bench.names), **record.to_dict(),
+    }
+
+
+def run_protocol(
+    cfg: ProtocolConfig,
+    *,
+    out_dir: str | Path,
+    data_path: str | None = None,
+    test_path: str | None = None,
+    methods: Sequence[str] | None = None,
+    orders: int | None = None,
+    seeds: Sequence[int] | None = None,
+    fewshot: bool | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> list[dict]:
+    """Run the whole protocol and write results (JSON, CSV, Markdown, figures) under ``out_dir``."""
+    from compound_fer.data.splits import class_orders
+    from compound_fer.evaluation.report import write_report
+    from compound_fer.training.registry import available
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods = [m.lower() for m in (methods or cfg.continual.methods)]
+    unknown = [m for m in methods if m not in available()]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
+    seeds = list(seeds if seeds is not None else cfg.seeds)
+    n_orders = orders or cfg.continual.orders
+    do_fewshot = cfg.fewshot.enabled if fewshot is None else fewshot
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    write_text(out_dir / "config.yaml", dump_config(cfg))
+    header = provenance(command=command, seed=seeds[0] if len(seeds) == 1 else None, seeds=seeds,
+                        config=cfg.name, data=str(data_path or cfg.data.path or "synthetic"),
+                        test_data=str(test_path or cfg.data.test_path or ""))
+    faces = load_dataset(cfg, path=data_path, progress=progress)
+    test_faces = None
+    if test_path or cfg.data.test_path:
+        test_faces = load_dataset(cfg.with_overrides(data={"source": "path"} if cfg.data.source == "synthetic" else {},),
+                                  path=test_path or cfg.data.test_path, progress=progress)
+    rows: list[dict] = []
+    compounds = [c.name for c in taxonomy.categories("compound")]
+    all_orders = class_orders(n_orders, seed=cfg.continual.order_seed, classes=compounds)
+    for seed in seeds:
+        splits = make_splits(cfg, faces, seed=seed, test_faces=test_faces)
+        if len(splits.test) == 0:
+            raise DataError("the test split is empty: give more subjects, a larger evaluation.test_fraction, "
+                            "or --test-data")
+        t0 = time.perf_counter()
+        basic_model, basic_info = train_basic_phase(cfg, splits, seed=seed, out_dir=out_dir, progress=progress)
+        rows.append({"kind": "basic", "seed": seed, "split": splits.info, **basic_info})
+        inputs = make_inputs(cfg, basic_model, splits, seed=seed, progress=progress)
+        cache_seconds = time.perf_counter() - t0 - basic_info.get("seconds", 0.0)
+        for method in methods:
+            for oi, order in enumerate(all_orders):
+                path = _row_path(out_dir, seed, method, oi)
+                if resume and path.is_file():
+                    rows.append(json.loads(path.read_text()))
+                    log.info("resume: %s order %d seed %d already done", method, oi, seed)
+                    continue
+                log.info("continual: %s, order %d/%d, seed %d", method, oi + 1, len(all_orders), seed)
+                row = run_continual(cfg, method=method, order_index=oi, order=order, basic_model=basic_model,
+                                    splits=splits, inputs=inputs, seed=seed, progress=progress)
+                row["trunk_cache_seconds"] = round(cache_seconds, 2)
+                row["mode"] = splits.info["mode"]
+                write_json(path, row)
+                rows.append(row)
+        if do_fewshot:
+            rows.extend(run_fewshot_phase(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
+                                          out_dir=out_dir, resume=resume, progress=progress))
+    write_report(out_dir, rows=rows, header=header, config=cfg)
+    return rows
+
+
+def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model, splits: Splits, inputs: Inputs, seed: int, out_dir: Path,
+                      resume: bool = False, progress: bool = True) -> list[dict]:
+    """The reference's few-shot protocol for every compound class and shot count; one row each."""
+    from dataclasses import asdict
+
+    from compound_fer.training.fewshot import run_fewshot
+
+    compounds = cfg.fewshot.compounds or tuple(c.name for c in taxonomy.categories("compound"))
+    rows = []
+    for shots in cfg.fewshot.shots:
+        for rep in range(cfg.fewshot.repeats):
+            for name in compounds:
+                path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}.json"
+                if resume and path.is_file():
+                    rows.append(json.loads(path.read_text()))
+                    continue
+                res = run_fewshot(basic_model=basic_model, train=splits.train, test=splits.test, compound=name,
+                                  shots=shots, seed=seed * 100 + rep, epochs=cfg.fewshot.epochs, lr=cfg.fewshot.lr,
+                                  batch_size=cfg.fewshot.batch_size, train_inputs=inputs.train,
+                                  test_inputs=inputs.test, cached=inputs.cached,
+                                  include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd)
+                row = {"kind": "fewshot", "seed": seed, "repeat": rep, **asdict(res)}
+                write_json(path, row)
+                rows.append(row)
+    return rows

@@ -1,0 +1,110 @@
+"""The basic phase: train the 6-class (or 7 with neutral) model once, with early stopping on validation.
+
+A plain PyTorch loop on purpose: it is not continual, and every method starts from its result, as in the
+reference (the basic model is trained once and reused).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from compound_fer.data.augment import augment_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BasicResult:
+    """The best epoch's validation accuracy, the history, and wall time."""
+
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+    """Argmax predictions for float inputs, batched, restoring the model's train/eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(inputs[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(inputs), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, **kw) -> float:
+    if len(targets) == 0:
+        return float("nan")
+    return float((predict(model, inputs, **kw) == targets).float().mean())
+
+
+def train_basic(
+    model: nn.Module,
+    *,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float = 0.0,
+    patience: int = 5,
+    augment=None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> BasicResult:
+    """Adam + cross-entropy with early stopping on validation accuracy; the model ends at its best epoch.
+
+    ``train_x`` are uint8 or float images; uint8 is converted per batch to save memory.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("train_basic: the model has no trainable parameter (check the freezing policy)")
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    to_float = (lambda t: t.float().div_(255)) if train_x.dtype == torch.uint8 else (lambda t: t)
+    val_xf = to_float(val_x)
+    best = (-1.0, 0, copy.deepcopy(model.state_dict()))
+    history: list[dict] = []
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), desc="basic phase", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(train_x), generator=gen)
+        total, n = 0.0, 0
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            xb = to_float(train_x[idx])
+            if augment is not None:
+                xb = augment_batch(xb, augment)
+            yb = train_y[idx].to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb.to(device)), yb)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            n += len(idx)
+        val_acc = accuracy(model, val_xf, val_y, device=device)
+        history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_accuracy": val_acc})
+        bar.set_postfix(loss=f"{total / max(n, 1):.3f}", val=f"{val_acc:.3f}")
+        if val_acc > best[0]:
+            best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1] >= patience:
+            log.info("basic phase: early stop at epoch %d (best %d, val %.3f)", epoch, best[1], best[0])
+            break
+    model.load_state_dict(best[2])
+    return BasicResult(best_epoch=best[1], best_val_accuracy=best[0], history=history,
+                       seconds=time.perf_counter() - start)

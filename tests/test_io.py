@@ -1,0 +1,31 @@
+import json
+
+import pytest
+
+from compound_fer.io import atomic_write, provenance, write_json
+
+
+def test_write_json_is_atomic_and_leaves_no_temp(tmp_path):
+    p = write_json(tmp_path / "a" / "r.json", {"x": 1})
+    assert json.loads(p.read_text()) == {"x": 1}
+    assert [q.name for q in p.parent.iterdir()] == ["r.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    p = write_json(tmp_path / "r.json", {"x": 1})
+
+    def boom(f):
+        f.write('{"x": 2, "half')
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(p, boom)
+    assert json.loads(p.read_text()) == {"x": 1}
+    assert [q.name for q in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_provenance_has_what_results_need():
+    h = provenance(command="compound-fer demo", seed=3)
+    assert h["command"] == "compound-fer demo" and h["seed"] == 3
+    assert {"commit", "machine", "utc"} <= set(h)
+    assert h["machine"]["cpu_count"] >= 1

@@ -1,0 +1,44 @@
+"""`compound-fer evaluate`: accuracy of a saved model on a data folder, per class."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "evaluate"
+HELP = "evaluate a saved model (.pt state dict + .json metadata) on a CFEE or labelled folder"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a .pt file written by `compound-fer run` (its .json beside it)")
+    p.add_argument("--data", required=True, help="CFEE release or labelled-folder root")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from compound_fer import taxonomy
+    from compound_fer.data.load import load_faces
+    from compound_fer.errors import DataError
+    from compound_fer.evaluation.metrics import accuracy, per_class_recall
+    from compound_fer.io import provenance, write_json
+    from compound_fer.model_io import load_model
+    from compound_fer.training.basic import predict
+
+    model, meta = load_model(args.model)
+    classes = [taxonomy.label_of(c) for c in meta["classes"]]
+    faces = load_faces(args.data, image_size=int(meta["image_size"])).where(labels=classes)
+    if len(faces) == 0:
+        raise DataError(f"{args.data} has no image of the model's classes ({', '.join(meta['classes'])})")
+    lut = {g: i for i, g in enumerate(classes)}
+    y = np.array([lut[int(g)] for g in faces.labels])
+    pred = predict(model, faces.float_images()).numpy()
+    recall = per_class_recall(y, pred, range(len(classes)))
+    print(f"{len(faces)} images, accuracy {100 * accuracy(y, pred):.2f}%")
+    for i, name in enumerate(meta["classes"]):
+        print(f"  {name:24s} {100 * recall[i]:6.2f}%  (n={(y == i).sum()})")
+    if args.json:
+        write_json(args.json, {**provenance(), "model": args.model, "data": args.data,
+                               "accuracy": accuracy(y, pred), "per_class_recall": {meta["classes"][k]: v
+                                                                                   for k, v in recall.items()}})
+    return 0

@@ -24,7 +24,7 @@ from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig, dump_config
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import ConfigError, DataError
-from compound_fer.io import provenance, save_torch, write_json, write_text
+from compound_fer.io import provenance, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,11 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
         if ev.mode != "strict":
             raise ConfigError("--test-data needs evaluation.mode: strict (the reference mode has no test set)")
         # Every subject of --data trains (a small validation share for early stopping); the folder tests.
-        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels) \
-            if _accepts_zero_test() else sp.split_by_subject(subjects, val=ev.val_fraction, test=1e-9, seed=seed,
-                                                             labels=labels)
-        train_idx = np.concatenate([s.train, s.test]) if len(s.test) else s.train
-        info = {"mode": "strict", "test": "external", "train_subjects": int(len(np.unique(subjects[train_idx])))}
-        return Splits(faces.subset(train_idx), faces.subset(s.val), test_faces, info)
+        sp.external_test(faces, test_faces)  # warns when subject ids overlap, fails when no class is shared
+        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
+        info = {"mode": "strict", "test": "external", "train_subjects": int(len(np.unique(subjects[s.train]))),
+                "train_images": len(s.train), "val_images": len(s.val), "test_images": len(test_faces)}
+        return Splits(faces.subset(s.train), faces.subset(s.val), test_faces, info)
     if ev.mode == "strict":
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)
     else:
@@ -91,14 +90,6 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
     if ev.mode == "reference":
         info["note"] = "reference quirk: the validation fold drives early stopping and is also the reported test"
     return Splits(parts["train"], parts["val"], parts["test"], info)
-
-
-def _accepts_zero_test() -> bool:
-    import inspect
-
-    from compound_fer.data import splits as sp
-
-    return "test" in inspect.signature(sp.split_by_subject).parameters
 
 
 # ------------------------------------------------------------------------------------------ phases
@@ -122,6 +113,7 @@ def _to_model_labels(global_labels: torch.Tensor, class_order: Sequence[int]) ->
 def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, progress: bool = True):
     """Train (or, on resume, load) the basic model; returns (model, info dict)."""
     from compound_fer.data.augment import make_augment
+    from compound_fer.model_io import load_state_dict, save_model
     from compound_fer.training.basic import accuracy, train_basic
 
     labels = basic_labels(cfg)
@@ -129,7 +121,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     weights = out_dir / "models" / f"basic_seed{seed}.pt"
     meta_path = weights.with_suffix(".json")
     if weights.is_file() and meta_path.is_file():
-        model.load_state_dict(torch.load(weights, weights_only=True))
+        model.load_state_dict(load_state_dict(weights))
         info = json.loads(meta_path.read_text())
         log.info("basic phase: loaded %s (resume)", weights)
         return model, info
@@ -153,8 +145,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
         "best_epoch": res.best_epoch, "val_accuracy": res.best_val_accuracy, "test_accuracy": test_acc,
         "seconds": round(res.seconds, 2), "seed": seed,
     }
-    save_torch(weights, model.state_dict())
-    write_json(meta_path, info)
+    save_model(model, weights, meta=info)
     log.info("basic phase: val %.3f, test %.3f (%.0f s)", res.best_val_accuracy, test_acc, res.seconds)
     return model, info
 
@@ -203,6 +194,7 @@ def run_continual(
     inputs: Inputs,
     seed: int,
     progress: bool = True,
+    save_to: Path | None = None,
 ) -> dict:
     """One method over one class order: experience 0 replays the shared basic model through the strategy
     with zero epochs (so its plugins record their state), then one compound class per experience."""
@@ -258,6 +250,12 @@ def run_continual(
         pred = predict(net, test_x[torch.from_numpy(mask)], device=cfg.device).numpy()
         record.add_step(test_y[mask], pred, new_classes=exp_classes[step])
     seconds = time.perf_counter() - start
+    if save_to is not None:
+        from compound_fer.model_io import save_model
+
+        save_model(model, save_to, meta={"classes": list(bench.names), "backbone": cfg.model.backbone,
+                                         "head": cfg.model.head, "image_size": cfg.data.image_size,
+                                         "method": method, "order": list(order), "seed": seed})
     return {
         "kind": "continual", "method": method, "order_index": order_index, "order": list(order), "seed": seed,
         "memory_total": mem_total, "memory_quota": quota, "new_class_cap": None if self_capping else quota,
@@ -304,8 +302,7 @@ def run_protocol(
     faces = load_dataset(cfg, path=data_path, progress=progress)
     test_faces = None
     if test_path or cfg.data.test_path:
-        test_faces = load_dataset(cfg.with_overrides(data={"source": "path"} if cfg.data.source == "synthetic" else {},),
-                                  path=test_path or cfg.data.test_path, progress=progress)
+        test_faces = load_dataset(cfg, path=test_path or cfg.data.test_path, progress=progress)
     rows: list[dict] = []
     compounds = [c.name for c in taxonomy.categories("compound")]
     all_orders = class_orders(n_orders, seed=cfg.continual.order_seed, classes=compounds)
@@ -328,7 +325,8 @@ def run_protocol(
                     continue
                 log.info("continual: %s, order %d/%d, seed %d", method, oi + 1, len(all_orders), seed)
                 row = run_continual(cfg, method=method, order_index=oi, order=order, basic_model=basic_model,
-                                    splits=splits, inputs=inputs, seed=seed, progress=progress)
+                                    splits=splits, inputs=inputs, seed=seed, progress=progress,
+                                    save_to=out_dir / "models" / f"{method}_seed{seed}.pt" if oi == 0 else None)
                 row["trunk_cache_seconds"] = round(cache_seconds, 2)
                 row["mode"] = splits.info["mode"]
                 write_json(path, row)

@@ -1,0 +1,246 @@
+"""Predictive Sorting Memory Replay (PSMR), as the reference code does it.
+
+Each class's training images are ranked by the current model's logit of their true class (highest
+first) and the top ``m`` are kept: the basic classes are scored with the basic model, every later class
+with the model that has just learned it; a class's list is never rescored. A continual step trains on
+the memory (``m`` per old class) plus ``m`` random images of the new class, shuffled together.
+
+Three pieces, Avalanche-style: :class:`PredictiveSortingSelection` (an ``ExemplarsSelectionStrategy``:
+how to rank), :class:`PSMRBuffer` (an ``ExemplarsBuffer``: per-class lists in ``grow`` or ``limit``
+mode), and :class:`PSMRPlugin` (when to store and what a step trains on).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from avalanche.benchmarks.utils import concat_datasets
+from avalanche.training.plugins import SupervisedPlugin
+from avalanche.training.storage_policy import ExemplarsBuffer, ExemplarsSelectionStrategy
+
+from compound_fer.errors import ConfigError
+
+Score = Literal["logit", "probability"]
+Mode = Literal["grow", "limit"]
+
+
+@torch.no_grad()
+def true_class_scores(model: nn.Module, data, *, score: Score = "logit", batch_size: int = 128,
+                      device: str | torch.device = "cpu") -> Tensor:
+    """Score of each sample's own class (logit or softmax probability), batched under no_grad.
+
+    Uses the dataset's eval transforms when it has them; restores the model's train/eval mode.
+    """
+    if score not in ("logit", "probability"):
+        raise ConfigError(f"PSMR score must be 'logit' or 'probability', got {score!r}")
+    if hasattr(data, "eval"):
+        data = data.eval()
+    was_training = model.training
+    model.eval()
+    out: list[Tensor] = []
+    try:
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+            x, y = batch[0].to(device), torch.as_tensor(batch[1]).long().to(device)
+            z = model(x)
+            if score == "probability":
+                z = torch.softmax(z, dim=1)
+            out.append(z.gather(1, y.view(-1, 1)).squeeze(1).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def sort_by_score(scores: Tensor) -> list[int]:
+    """Indices by decreasing score; ties keep dataset order (stable)."""
+    return torch.sort(scores, descending=True, stable=True).indices.tolist()
+
+
+class PredictiveSortingSelection(ExemplarsSelectionStrategy):
+    """Rank a class's images by the current model's score of their true class, most confident first."""
+
+    def __init__(self, *, score: Score = "logit", batch_size: int | None = None) -> None:
+        if score not in ("logit", "probability"):
+            raise ConfigError(f"PSMR score must be 'logit' or 'probability', got {score!r}")
+        self.score: Score = score
+        self.batch_size = batch_size
+        self.last_scores: Tensor | None = None
+
+    def make_sorted_indices(self, strategy, data) -> list[int]:  # noqa: ANN001 - Avalanche types
+        """Avalanche hook: indices of ``data`` sorted by decreasing true-class score of ``strategy.model``."""
+        bs = self.batch_size or getattr(strategy, "eval_mb_size", None) or 128
+        scores = true_class_scores(strategy.model, data, score=self.score, batch_size=bs,
+                                   device=getattr(strategy, "device", "cpu"))
+        self.last_scores = scores
+        return sort_by_score(scores)
+
+
+def _class_indices(data) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(data.targets):
+        groups[int(t)].append(i)
+    return dict(groups)
+
+
+class PSMRBuffer(ExemplarsBuffer):
+    """Per-class memories of the top-ranked images.
+
+    ``grow``: each class keeps ``quota`` images, memory grows with the classes (``max_size`` follows).
+    ``limit``: the total ``max_size`` is fixed; with ``n`` classes each keeps the top ``max_size // n``
+    of its list, so older lists shrink from the bottom as classes arrive.
+    A class is ranked once, when it is stored; later steps only cut its list.
+    """
+
+    def __init__(self, *, mode: Mode = "grow", quota: int | None = None, max_size: int | None = None,
+                 selection_strategy: ExemplarsSelectionStrategy | None = None) -> None:
+        if mode == "grow":
+            if quota is None or quota < 1:
+                raise ConfigError(f"PSMR mode 'grow' needs a per-class quota >= 1, got {quota}")
+        elif mode == "limit":
+            if max_size is None or max_size < 1:
+                raise ConfigError(f"PSMR mode 'limit' needs a total memory max_size >= 1, got {max_size}")
+        else:
+            raise ConfigError(f"PSMR memory mode must be 'grow' or 'limit', got {mode!r}")
+        super().__init__(max_size=0 if mode == "grow" else int(max_size))
+        self.mode: Mode = mode
+        self.quota = quota
+        self.selection_strategy = selection_strategy or PredictiveSortingSelection()
+        self.class_data: dict[int, object] = {}      # class -> the (full) dataset its list indexes
+        self.class_order: dict[int, list[int]] = {}  # class -> kept indices, best first
+        self.n_classes = 0
+
+    def per_class(self, n_classes: int | None = None) -> int:
+        """The per-class quota m for ``n_classes`` classes (grow: fixed; limit: ``max_size // n``)."""
+        if self.mode == "grow":
+            return int(self.quota)
+        n = max(1, n_classes if n_classes is not None else max(self.n_classes, 1))
+        return max(1, self.max_size // n)
+
+    @property
+    def classes(self) -> list[int]:
+        return list(self.class_order)
+
+    def kept_indices(self, cls: int) -> list[int]:
+        """Indices (into the class's stored dataset) currently in memory, best first."""
+        return self.class_order[cls][: self.per_class(self.n_classes)]
+
+    def store(self, strategy, data, cls: int) -> list[int]:  # noqa: ANN001
+        """Rank ``data`` (one class) with ``strategy.model`` and keep the top m; returns the kept indices."""
+        if len(data) == 0:
+            return []
+        n_after = len(set(self.class_order) | {cls})
+        order = self.selection_strategy.make_sorted_indices(strategy, data)
+        self.class_data[cls] = data
+        self.class_order[cls] = list(order[: self.per_class(n_after)])
+        self.set_num_classes(n_after)
+        return self.kept_indices(cls)
+
+    def set_num_classes(self, n_classes: int) -> None:
+        """Limit mode: cut every list to ``max_size // n_classes``; grow mode: just update the size."""
+        self.n_classes = max(n_classes, len(self.class_order))
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        parts = [self.class_data[c].subset(self.kept_indices(c)) for c in self.class_order]
+        self.buffer = concat_datasets(parts) if parts else concat_datasets([])
+        if self.mode == "grow":
+            self.max_size = self.per_class() * len(self.class_order)
+
+    def post_adapt(self, agent_state, exp) -> None:  # noqa: ANN001
+        """Avalanche hook: rank and store every class of ``exp`` with the agent's current model."""
+        groups = _class_indices(exp.dataset)
+        for cls, idx in sorted(groups.items()):
+            self.store(agent_state, exp.dataset.subset(idx), cls)
+
+    def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
+        """Limit mode: change the total budget and re-cut the lists."""
+        if self.mode != "limit":
+            raise ConfigError("PSMRBuffer.resize only applies to mode 'limit'; in 'grow' mode change quota")
+        self.max_size = int(new_size)
+        self._rebuild()
+
+
+def psmr_quota(*, total_train_images: int, num_classes_total: int, memory_fraction: float = 0.3) -> int:
+    """The reference's per-class quota: ``m = round(memory_fraction * total_train_images / num_classes_total)``."""
+    if not 0 < memory_fraction <= 1:
+        raise ConfigError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
+    return max(1, int(round(memory_fraction * total_train_images / num_classes_total)))
+
+
+class PSMRPlugin(SupervisedPlugin):
+    """Reproduces the reference's replay: after each experience, rank and store its classes with the model
+    that has just learned them; from the second experience on, replace the step's data by the memory plus
+    ``m`` random images of each new class (the dataloader shuffles them together).
+
+    ``quota`` is m; without it, m = ``round(memory_fraction * total_train_images / num_classes_total)``
+    when both are given, else ``round(memory_fraction * mean class size of the first experience)`` (the
+    same number for balanced data). ``mode="limit"`` fixes the total ``max_size`` (default:
+    ``m * num_classes_total``) and shrinks m as classes arrive.
+    """
+
+    def __init__(self, *, quota: int | None = None, memory_fraction: float = 0.3,
+                 num_classes_total: int | None = None, total_train_images: int | None = None,
+                 mode: Mode = "grow", max_size: int | None = None, score: Score = "logit",
+                 new_class_samples: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        if mode not in ("grow", "limit"):
+            raise ConfigError(f"PSMR memory mode must be 'grow' or 'limit', got {mode!r}")
+        if quota is not None and quota < 1:
+            raise ConfigError(f"PSMR quota must be >= 1, got {quota}")
+        if quota is None and total_train_images is not None and num_classes_total is not None:
+            quota = psmr_quota(total_train_images=total_train_images, num_classes_total=num_classes_total,
+                               memory_fraction=memory_fraction)
+        self.quota = quota
+        self.memory_fraction = memory_fraction
+        self.num_classes_total = num_classes_total
+        self.mode: Mode = mode
+        self.max_size = max_size
+        self.selection = PredictiveSortingSelection(score=score)
+        self.new_class_samples = new_class_samples
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer: PSMRBuffer | None = None
+        self.step_sizes: list[dict[str, int]] = []
+
+    def _make_buffer(self, data) -> PSMRBuffer:  # noqa: ANN001
+        if self.quota is None:
+            sizes = [len(v) for v in _class_indices(data).values()]
+            self.quota = max(1, int(round(self.memory_fraction * sum(sizes) / max(1, len(sizes)))))
+        max_size = self.max_size
+        if self.mode == "limit" and max_size is None:
+            if self.num_classes_total is None:
+                raise ConfigError("PSMR mode 'limit' needs max_size or num_classes_total")
+            max_size = self.quota * self.num_classes_total
+        return PSMRBuffer(mode=self.mode, quota=self.quota, max_size=max_size, selection_strategy=self.selection)
+
+    def after_train_dataset_adaptation(self, strategy, **kwargs):  # noqa: ANN001
+        data = strategy.adapted_dataset
+        if self.buffer is None:
+            self.buffer = self._make_buffer(data)
+        if not self.buffer.classes:
+            return  # the basic step trains on all its data
+        groups = _class_indices(data)
+        new = {c: idx for c, idx in groups.items() if c not in self.buffer.class_order}
+        self.buffer.set_num_classes(len(self.buffer.classes) + len(new))
+        m = self.new_class_samples or self.buffer.per_class()
+        picked: list[int] = []
+        for _, idx in sorted(new.items()):
+            perm = torch.randperm(len(idx), generator=self.generator)[:m].tolist()
+            picked.extend(idx[i] for i in perm)
+        parts = [self.buffer.buffer]
+        if picked:
+            parts.append(data.subset(sorted(picked)))
+        strategy.adapted_dataset = concat_datasets(parts)
+        self.step_sizes.append({"memory": len(self.buffer.buffer), "new": len(picked)})
+
+    def after_training_exp(self, strategy, **kwargs):  # noqa: ANN001
+        if self.buffer is None:
+            self.buffer = self._make_buffer(strategy.experience.dataset)
+        self.buffer.post_adapt(strategy, strategy.experience)
+
+
+__all__ = ["PSMRBuffer", "PSMRPlugin", "PredictiveSortingSelection", "psmr_quota", "sort_by_score",
+           "true_class_scores"]

@@ -1,0 +1,185 @@
+"""The paper's method, KD + PSMR, and its two ablations as Avalanche strategies, registered by name.
+
+``KDPSMR`` is a plain ``SupervisedTemplate`` with two plugins: :class:`DistillationPlugin` (the loss)
+and :class:`PSMRPlugin` (the data of each step). ``KDOnly`` drops the replay (each step trains on the
+new class only, distilling from the basic model); ``PSMROnly`` drops the distillation.
+Defaults are the reference's: T = 3, gamma0 = 0.1, zero-padded basic teacher, memory 30% of the
+training images in ``grow`` mode, Adam 1e-5, batch 16.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import CrossEntropyLoss
+
+from avalanche.training.plugins import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+
+from compound_fer.errors import ConfigError
+from compound_fer.training.distillation import DistillationPlugin, Padding, TeacherMode
+from compound_fer.training.predictive_sorting import Mode, PSMRPlugin, Score
+from compound_fer.training.registry import StrategyArgs, register
+
+log = logging.getLogger(__name__)
+
+
+def make_optimizer(model: nn.Module, *, name: str = "adam", lr: float = 1e-5,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Optimizer over all parameters (frozen ones get no gradient and are skipped by the step)."""
+    key = name.lower()
+    params = list(model.parameters())
+    if key == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if key == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if key == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ConfigError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
+
+
+class _FirstExperienceLR(SupervisedPlugin):
+    """Use ``basic_lr`` while training the first experience (the basic model) and ``lr`` afterwards."""
+
+    def __init__(self, *, basic_lr: float, lr: float) -> None:
+        super().__init__()
+        self.basic_lr, self.lr, self.seen = basic_lr, lr, 0
+
+    def before_training_epoch(self, strategy, **kwargs):  # noqa: ANN001 - after make_optimizer
+        for group in strategy.optimizer.param_groups:
+            group["lr"] = self.basic_lr if self.seen == 0 else self.lr
+
+    def after_training_exp(self, strategy, **kwargs):  # noqa: ANN001
+        self.seen += 1
+
+
+class KDPSMR(SupervisedTemplate):
+    """Knowledge distillation from the basic model + Predictive Sorting Memory Replay (the paper's method).
+
+    The first experience is the basic step (no KD, all its data); from the second on, each step trains
+    on the PSMR memory plus ``m`` random images of the new class, with the KD loss. Pass ``teacher`` to
+    distil from an already-trained basic model from the first experience on.
+    """
+
+    use_kd = True
+    use_psmr = True
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-5,
+        basic_lr: float | None = None,
+        criterion: nn.Module | None = None,
+        train_mb_size: int = 16,
+        train_epochs: int = 1,
+        eval_mb_size: int = 128,
+        device: str | torch.device = "cpu",
+        plugins: Sequence[SupervisedPlugin] | None = None,
+        evaluator: Any = None,
+        eval_every: int = -1,
+        temperature: float = 3.0,
+        gamma0: float = 0.1,
+        teacher: nn.Module | None = None,
+        teacher_padding: Padding = "zeros",
+        teacher_mode: TeacherMode = "basic",
+        quota: int | None = None,
+        memory_fraction: float = 0.3,
+        num_classes_total: int | None = None,
+        total_train_images: int | None = None,
+        memory_mode: Mode = "grow",
+        max_size: int | None = None,
+        score: Score = "logit",
+        seed: int = 0,
+    ) -> None:
+        if eval_mb_size is None or eval_mb_size < 1:
+            raise ConfigError(f"eval_mb_size must be >= 1, got {eval_mb_size}")
+        own: list[SupervisedPlugin] = []
+        self.kd: DistillationPlugin | None = None
+        self.psmr: PSMRPlugin | None = None
+        if self.use_kd:
+            self.kd = DistillationPlugin(teacher=teacher, temperature=temperature, gamma0=gamma0,
+                                         teacher_padding=teacher_padding, teacher_mode=teacher_mode)
+            own.append(self.kd)
+        if self.use_psmr:
+            self.psmr = PSMRPlugin(quota=quota, memory_fraction=memory_fraction,
+                                   num_classes_total=num_classes_total, total_train_images=total_train_images,
+                                   mode=memory_mode, max_size=max_size, score=score, seed=seed)
+            own.append(self.psmr)
+        if basic_lr is not None:
+            own.append(_FirstExperienceLR(basic_lr=basic_lr, lr=lr))
+        if optimizer is None:
+            optimizer = make_optimizer(model, name="adam", lr=lr)
+        kwargs: dict[str, Any] = {}
+        if evaluator is not None:
+            kwargs["evaluator"] = evaluator
+        super().__init__(
+            model=model, optimizer=optimizer, criterion=criterion or CrossEntropyLoss(),
+            train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
+            device=device, plugins=own + list(plugins or []), eval_every=eval_every, **kwargs,
+        )
+
+
+class KDOnly(KDPSMR):
+    """Ablation: distillation from the basic model, no replay (each step sees the new class only)."""
+
+    use_psmr = False
+
+
+class PSMROnly(KDPSMR):
+    """Ablation: Predictive Sorting Memory Replay, no distillation."""
+
+    use_kd = False
+
+
+# --------------------------------------------------------------------------- registry builders
+
+_KD_KEYS = {"temperature", "gamma0", "teacher_padding", "teacher_mode", "teacher"}
+_PSMR_KEYS = {"quota", "memory_fraction", "memory_mode", "score", "total_train_images", "max_size"}
+_COMMON_KEYS = {"basic_lr", "eval_every"}
+
+
+def _build(cls: type[KDPSMR], *, model: nn.Module, args: StrategyArgs, evaluator: Any,
+           plugins: Sequence[Any]) -> KDPSMR:
+    keys = _COMMON_KEYS | (_KD_KEYS if cls.use_kd else set()) | (_PSMR_KEYS if cls.use_psmr else set())
+    extra = dict(args.extra)
+    ignored = sorted(set(extra) - keys)
+    if ignored:
+        log.debug("%s ignores options %s", cls.__name__, ignored)
+    opts = {k: v for k, v in extra.items() if k in keys and v is not None}
+    if cls.use_psmr:
+        if opts.get("quota") is None and opts.get("memory_fraction") is None:
+            opts["quota"] = max(1, args.mem_size // args.num_classes_total)
+        if opts.get("memory_mode", "grow") == "limit" and opts.get("max_size") is None:
+            opts["max_size"] = max(1, args.mem_size)
+        opts["num_classes_total"] = args.num_classes_total
+    optimizer = make_optimizer(model, name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay)
+    return cls(model=model, optimizer=optimizer, lr=args.lr, train_mb_size=args.train_mb_size,
+               train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size, device=args.device,
+               plugins=list(plugins), evaluator=evaluator, seed=args.seed, **opts)
+
+
+@register("kdpsmr", summary="The paper: KD from the frozen basic model + Predictive Sorting Memory Replay",
+          uses_memory=True)
+def build_kdpsmr(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDPSMR:
+    """Registry builder for :class:`KDPSMR`; ``args.extra`` may hold any KD/PSMR option."""
+    return _build(KDPSMR, model=model, args=args, evaluator=evaluator, plugins=plugins)
+
+
+@register("kd", summary="Ablation: KD from the frozen basic model, no replay", uses_memory=False)
+def build_kd_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDOnly:
+    """Registry builder for :class:`KDOnly`."""
+    return _build(KDOnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
+
+
+@register("psmr", summary="Ablation: Predictive Sorting Memory Replay, no KD", uses_memory=True)
+def build_psmr_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> PSMROnly:
+    """Registry builder for :class:`PSMROnly`."""
+    return _build(PSMROnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
+
+
+__all__ = ["KDOnly", "KDPSMR", "PSMROnly", "build_kd_only", "build_kdpsmr", "build_psmr_only", "make_optimizer"]

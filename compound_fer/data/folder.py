@@ -1,0 +1,129 @@
+"""Reader for labelled folders ``ROOT/<class name>/*.jpg`` (RAF-DB compound, or a user's own faces).
+
+Class folder names map onto the taxonomy case- and space-insensitively (``happily_surprised``,
+``Happily Surprised``, ``happiness`` ...). Subjects are unknown in such data: each file is its own
+subject (id 1,000,000 + position) unless ``ROOT/subjects.csv`` (columns ``file,subject``) says otherwise.
+An optional ``ROOT/landmarks.csv`` (the CFEE 78-point format) places faces as for CFEE.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from compound_fer import taxonomy
+from compound_fer.data.faceset import FaceSet
+from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
+from compound_fer.data.load import DataIndex, build_faceset, check_root, flag_zero_bytes, walk_files
+from compound_fer.errors import DataError
+
+#: Subject id of the i-th file (sorted order) when no subjects.csv says otherwise.
+UNKNOWN_SUBJECT_BASE = 1_000_000
+
+
+def read_subjects(path: Path, root: Path) -> dict[str, int]:
+    """subjects.csv (file,subject) -> {relative path or base name: subject id}. Non-integer subject
+    names get ids in sorted name order."""
+    rows: list[tuple[str, str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"file", "subject"} <= {h.strip() for h in reader.fieldnames}:
+                raise DataError(f"{path}: expected columns 'file,subject'; fix the header or remove the file")
+            for row in reader:
+                row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+                if row.get("file") and row.get("subject"):
+                    rows.append((row["file"].replace("\\", "/"), row["subject"]))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); fix or remove it") from None
+    names = sorted({s for _, s in rows})
+    if all(s.lstrip("-").isdigit() for s in names):
+        ids = {s: int(s) for s in names}
+    else:
+        ids = {s: i for i, s in enumerate(names)}
+    out: dict[str, int] = {}
+    for file, s in rows:
+        out[file] = ids[s]
+        out.setdefault(os.path.basename(file), ids[s])
+    return out
+
+
+def scan_folder(root: str | os.PathLike) -> DataIndex:
+    """List ``ROOT/<class>/*`` without decoding: files, categories, subjects, problems."""
+    root = check_root(root)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files, cats = [], []
+    unknown = []
+    unmatched = [str(p) for p in root.iterdir() if p.is_file() and is_image_file(p)]  # images outside class folders
+    for d in class_dirs:
+        imgs = [p for p in walk_files(d) if is_image_file(p)]
+        if not imgs:
+            continue
+        try:
+            cat = taxonomy.by_name(d.name)
+        except taxonomy.UnknownCategoryError:
+            unknown.append(d.name)
+            continue
+        files += [str(p) for p in imgs]
+        cats += [cat.name] * len(imgs)
+    if unknown:
+        raise DataError(
+            f"{root}: class folder(s) {', '.join(repr(u) for u in unknown)} match no category; rename them to one of "
+            f"(case and spaces/underscores do not matter): {', '.join(c.name for c in taxonomy.CATEGORIES)}"
+        )
+    if not files:
+        raise DataError(
+            f"{root}: no images found; expected the CFEE layout (**/EE_SSS_*.jpg) or labelled class folders "
+            f"ROOT/<class name>/*.jpg (valid names: {', '.join(c.name for c in taxonomy.CATEGORIES)})"
+        )
+    subj_csv = root / "subjects.csv"
+    known = subj_csv.is_file()
+    table = read_subjects(subj_csv, root) if known else {}
+    subjects = []
+    for i, f in enumerate(files):
+        rel = os.path.relpath(f, root).replace(os.sep, "/")
+        s = table.get(rel, table.get(os.path.basename(f)))
+        subjects.append(UNKNOWN_SUBJECT_BASE + i if s is None else s)
+    problems = SkipReport()
+    flag_zero_bytes(files, problems)
+    lm = root / "landmarks.csv"
+    return DataIndex(root=root, layout="folder", files=tuple(files), categories=tuple(cats),
+                     subjects=tuple(subjects), problems=problems, unmatched=tuple(unmatched),
+                     duplicates=find_duplicates(files), landmarks=lm if lm.is_file() else None,
+                     subjects_known=known)
+
+
+def read_folder(
+    root: str | os.PathLike,
+    *,
+    image_size: int = 112,
+    method: str = "auto",
+    margin: float = 0.15,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    include=None,
+    workers: int = 1,
+) -> FaceSet:
+    """Read labelled class folders into a FaceSet (faces found by Haar cascades unless landmarks.csv
+    gives landmarks); ``aus`` is None. Problem files are skipped and listed in ``meta['skipped']``."""
+    from compound_fer.data.faces import read_landmarks
+
+    index = scan_folder(root)
+    pick = index.usable()
+    if include is not None:
+        try:
+            want = {taxonomy.by_name(n).name for n in include}
+        except taxonomy.UnknownCategoryError as exc:
+            raise DataError(f"include: {exc}") from None
+        pick = [i for i in pick if index.categories[i] in want]
+        if not pick:
+            raise DataError(f"{index.root}: no image of {sorted(want)}; check 'include'")
+    if method == "landmarks" and index.landmarks is None:
+        raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv; add it or use method='auto'")
+    landmarks = read_landmarks(index.landmarks) if index.landmarks is not None else None
+    return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
+                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=None,
+                         pick=pick, extra_meta={"subjects": "subjects.csv" if index.subjects_known
+                                                else "unknown: one subject id per file (1,000,000 + position)"})

@@ -340,7 +340,7 @@ def preprocess_faces(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     workers: int = 1,
-    _process: Callable[[tuple], tuple] = _process_one,
+    _process: Callable[[tuple], tuple] | None = None,
 ) -> Preprocessed:
     """Crop every file (reusing cached crops whose file path, size, mtime, landmarks and parameters match).
 
@@ -378,7 +378,7 @@ def preprocess_faces(
     hits = len(files) - len(todo)
     if todo:
         jobs = [(files[i], lms[i], method, size, margin) for i in todo]
-        it = _run_jobs(jobs, workers=workers, process=_process)
+        it = _run_jobs(jobs, workers=workers, process=_process or _process_one)
         try:
             from tqdm.auto import tqdm
 

@@ -1,0 +1,246 @@
+"""Baseline continual strategies, registered by name: naive, lwf, ewc, icarl, replay, herding, gdumb, joint.
+
+Every builder uses the same optimizer, criterion, schedule, batch sizes and device (``common_kwargs``), so
+a comparison with the paper's method differs only in the method. Options beyond ``StrategyArgs`` come from
+``args.extra`` (e.g. ``make_strategy("lwf", model=m, alpha=1.0, temperature=2.0)``); each builder's
+docstring lists its options and constraints.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from compound_fer.errors import ConfigError
+from compound_fer.training.registry import StrategyArgs, register
+
+__all__ = ["make_optimizer", "quiet_evaluator", "common_kwargs", "FeaturesOf", "ModelFeaturesHerding"]
+
+_OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def make_optimizer(params: Iterable[nn.Parameter], args: StrategyArgs) -> torch.optim.Optimizer:
+    """The optimizer named by ``args.optimizer`` (adam, adamw, sgd with momentum 0.9) at ``args.lr``.
+
+    Avalanche re-collects the model's parameters when the head grows, so the list given here only seeds it.
+    """
+    name = args.optimizer.lower()
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+    raise ConfigError(f"strategy option optimizer={args.optimizer!r} is unknown; use one of {', '.join(_OPTIMIZERS)}")
+
+
+def quiet_evaluator() -> Any:
+    """An EvaluationPlugin with no metrics and no loggers: results come from StepPredictionsPlugin instead."""
+    from avalanche.training.plugins import EvaluationPlugin
+
+    return EvaluationPlugin(loggers=[])
+
+
+def common_kwargs(
+    *, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any], with_optimizer: bool = True
+) -> dict[str, Any]:
+    """Keyword arguments every SupervisedTemplate takes, built once from StrategyArgs.
+
+    Always sets ``eval_mb_size`` (Avalanche's default is 1), copies ``plugins`` (Avalanche strategies
+    append to the list they are given) and defaults to a quiet evaluator.
+    """
+    out: dict[str, Any] = dict(
+        criterion=nn.CrossEntropyLoss(),
+        train_mb_size=args.train_mb_size,
+        train_epochs=args.train_epochs,
+        eval_mb_size=args.eval_mb_size,
+        device=args.device,
+        plugins=list(plugins),
+        evaluator=evaluator if evaluator is not None else quiet_evaluator(),
+    )
+    if with_optimizer:
+        out["optimizer"] = make_optimizer(model.parameters(), args)
+    return out
+
+
+def _extra(args: StrategyArgs, name: str, default: Any, kind: type = float) -> Any:
+    value = args.extra.get(name, default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"strategy option {name}={value!r} must be a {kind.__name__}") from None
+
+
+class FeaturesOf(nn.Module):
+    """``model.features(x)`` as a module: the feature extractor iCaRL and herding need.
+
+    Falls back to ``trunk`` then ``tail`` when the model has no ``features`` method.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not hasattr(model, "features") and not (hasattr(model, "trunk") and hasattr(model, "tail")):
+            raise ConfigError(
+                f"{type(model).__name__} has no features(x) (nor trunk/tail): iCaRL and herding need the "
+                "feature extractor of a compound_fer.models.FERModel"
+            )
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "features"):
+            out = self.model.features(x)
+        else:
+            out = self.model.tail(self.model.trunk(x))
+        return out.flatten(1)
+
+
+def _herding_class() -> type:
+    from avalanche.training.storage_policy import HerdingSelectionStrategy
+
+    class _Herding(HerdingSelectionStrategy):
+        """Avalanche's herding (iCaRL's greedy mean matching) on ``model.features`` instead of a named layer."""
+
+        def __init__(self, model: nn.Module) -> None:  # noqa: D107 - no super(): no layer hook needed
+            self.feature_extractor = FeaturesOf(model)
+
+    return _Herding
+
+
+def ModelFeaturesHerding(model: nn.Module) -> Any:  # noqa: N802 - a class factory, used like a class
+    """HerdingSelectionStrategy that ranks samples by ``model.features`` (built lazily: Avalanche is heavy)."""
+    return _herding_class()(model)
+
+
+@register("naive", summary="fine-tuning on each experience alone (lower bound)", uses_memory=False)
+def build_naive(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """Plain fine-tuning: catastrophic forgetting is expected; the lower bound."""
+    from avalanche.training.supervised import Naive
+
+    return Naive(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+
+
+@register("lwf", summary="Learning without Forgetting (Li & Hoiem 2016), Avalanche LwF", uses_memory=False)
+def build_lwf(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """LwF: distils the previous step's model on the current data. ``extra``: alpha (1.0), temperature (2.0).
+
+    Needs a benchmark with task labels (nc_benchmark-based scenarios have them).
+    """
+    from avalanche.training.supervised import LwF
+
+    return LwF(
+        model=model,
+        alpha=_extra(args, "alpha", 1.0),
+        temperature=_extra(args, "temperature", 2.0),
+        **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins),
+    )
+
+
+@register("ewc", summary="Elastic Weight Consolidation (Kirkpatrick et al. 2017)", uses_memory=False)
+def build_ewc(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """EWC with one Fisher penalty per experience. ``extra``: ewc_lambda (100.0), ewc_mode ("separate")."""
+    from avalanche.training.supervised import EWC
+
+    mode = str(args.extra.get("ewc_mode", "separate"))
+    if mode not in ("separate", "online"):
+        raise ConfigError(f"strategy option ewc_mode={mode!r} must be 'separate' or 'online'")
+    return EWC(
+        model=model,
+        ewc_lambda=_extra(args, "ewc_lambda", 100.0),
+        mode=mode,
+        decay_factor=_extra(args, "decay_factor", 0.9) if mode == "online" else None,
+        **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins),
+    )
+
+
+@register("icarl", summary="iCaRL (Rebuffi et al. 2017): herding exemplars, BCE distillation, NCM", uses_memory=True)
+def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """Avalanche ICaRL on ``model.features`` + ``model.head``; at eval it classifies by nearest class mean.
+
+    Constraints: the benchmark must be built by ``nc_benchmark`` (iCaRL reads ``classes_order`` and
+    ``n_classes_per_exp``); ``mem_size`` is the total budget (fixed memory, split evenly over seen classes);
+    the strategy's model is a ``TrainEvalModel`` wrapping yours, so evaluate ``strategy.model``; the head is
+    grown once to ``num_classes_total`` outputs before training (iCaRL's loss copies the previous model's
+    state, which a head that grows between steps breaks), so labels must be < ``num_classes_total``;
+    units stay masked until their class is trained. Avalanche's
+    NCM keeps a zero mean for classes not seen yet, which can attract far-away samples.
+    """
+    from avalanche.training.supervised import ICaRL
+
+    if not hasattr(model, "head"):
+        raise ConfigError(f"iCaRL needs a model with .head and .features(x); {type(model).__name__} has no head")
+    _pregrow_head(model.head, args.num_classes_total)
+    kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
+    kw.pop("criterion")  # iCaRL brings its own BCE distillation loss
+    return ICaRL(
+        feature_extractor=FeaturesOf(model),
+        classifier=model.head,
+        memory_size=args.mem_size,
+        buffer_transform=None,
+        fixed_memory=True,
+        **kw,
+    )
+
+
+def _pregrow_head(head: nn.Module, num_classes: int) -> None:
+    """Grow a dynamic head to ``num_classes`` outputs now, without activating the new units."""
+    from types import SimpleNamespace
+
+    if not hasattr(head, "adaptation"):
+        return
+    was_training = head.training
+    head.eval()  # IncrementalClassifier activates units only in training mode
+    try:
+        head.adaptation(SimpleNamespace(classes_in_this_experience=list(range(num_classes))))
+    finally:
+        head.train(was_training)
+
+
+@register("replay", summary="experience replay, random class-balanced buffer of mem_size images", uses_memory=True)
+def build_replay(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """Replay with a random buffer of ``mem_size`` images in total, balanced over the classes seen."""
+    from avalanche.training.plugins import ReplayPlugin
+    from avalanche.training.storage_policy import ClassBalancedBuffer
+
+    kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
+    buffer = ClassBalancedBuffer(max_size=args.mem_size, adaptive_size=True)
+    kw["plugins"].append(ReplayPlugin(mem_size=args.mem_size, storage_policy=buffer))
+    from avalanche.training.supervised import Naive
+
+    return Naive(model=model, **kw)
+
+
+@register("herding", summary="replay with herding exemplars (iCaRL selection) on model features", uses_memory=True)
+def build_herding(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """Replay whose buffer (``mem_size`` in total, grouped by class) keeps the herding-selected exemplars."""
+    from avalanche.training.plugins import ReplayPlugin
+    from avalanche.training.storage_policy import ParametricBuffer
+    from avalanche.training.supervised import Naive
+
+    kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
+    buffer = ParametricBuffer(
+        max_size=args.mem_size, groupby="class", selection_strategy=ModelFeaturesHerding(model)
+    )
+    kw["plugins"].append(ReplayPlugin(mem_size=args.mem_size, storage_policy=buffer))
+    return Naive(model=model, **kw)
+
+
+@register("gdumb", summary="GDumb (Prabhu et al. 2020): retrain from scratch on a class-balanced buffer", uses_memory=True)
+def build_gdumb(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """GDumb: a greedy class-balanced buffer of ``mem_size`` images; the model is reset to its initial
+    weights and trained on the buffer only at each step. It replaces ``strategy.model``: evaluate that."""
+    from avalanche.training.supervised import GDumb
+
+    return GDumb(model=model, mem_size=args.mem_size, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+
+
+@register("joint", summary="upper bound: cumulative training on all data seen so far at every step", uses_memory=True)
+def build_joint(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
+    """The upper bound as Avalanche's Cumulative strategy: at step i it trains on the union of experiences
+    0..i (continuing from the current weights), so a step accuracy exists at every step. It stores all
+    data (unbounded memory); ``mem_size`` is ignored."""
+    from avalanche.training.supervised import Cumulative
+
+    return Cumulative(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))

@@ -146,8 +146,8 @@ def test_reference_augmentation_works_on_tensor_items(faces):
 def _strategies(n_classes: int, in_features: int):
     from avalanche.models import IncrementalClassifier
     from avalanche.training import EWC, ICaRL, LwF, Naive, Replay
-    from avalanche.training.plugins import EvaluationPlugin
     from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
 
     def model():
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_features, 16), torch.nn.ReLU(),
@@ -162,10 +162,15 @@ def _strategies(n_classes: int, in_features: int):
     def opt(m):
         return torch.optim.SGD(m.parameters(), lr=0.01)
 
-    m = model(); yield "Naive", Naive(model=m, optimizer=opt(m), evaluator=ev(), **common)  # noqa: E702
-    m = model(); yield "LwF", LwF(model=m, optimizer=opt(m), alpha=1.0, temperature=2.0, evaluator=ev(), **common)  # noqa: E702,E501
-    m = model(); yield "Replay", Replay(model=m, optimizer=opt(m), mem_size=20, evaluator=ev(), **common)  # noqa: E702
-    m = model(); yield "EWC", EWC(model=m, optimizer=opt(m), ewc_lambda=1.0, evaluator=ev(), **common)  # noqa: E702
+    extra = {
+        "Naive": (Naive, {}),
+        "LwF": (LwF, {"alpha": 1.0, "temperature": 2.0}),
+        "Replay": (Replay, {"mem_size": 20}),
+        "EWC": (EWC, {"ewc_lambda": 1.0}),
+    }
+    for name, (cls, kwargs) in extra.items():
+        m = model()
+        yield name, cls(model=m, optimizer=opt(m), evaluator=ev(), **kwargs, **common)
     fe = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_features, 16), torch.nn.ReLU())
     clf = torch.nn.Linear(16, n_classes)
     yield "ICaRL", ICaRL(feature_extractor=fe, classifier=clf, optimizer=torch.optim.SGD(

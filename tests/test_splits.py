@@ -77,6 +77,8 @@ def test_split_by_subject_is_disjoint_complete_and_keeps_every_class():
     again = split_by_subject(subj, val=0.15, test=0.15, seed=7, labels=lab)
     assert all(np.array_equal(a, b) for a, b in zip(sp, again))
     assert not sp.test_is_val
+    no_test = split_by_subject(subj, val=0.15, test=0.0, seed=7, labels=lab)  # external-test mode
+    assert len(no_test.test) == 0 and len(no_test.train) + len(no_test.val) == len(subj)
 
 
 def test_split_by_subject_warns_when_a_class_cannot_be_everywhere():

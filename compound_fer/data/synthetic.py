@@ -148,7 +148,7 @@ def make_identity(seed: int, subject: int) -> Identity:
         face_bot=u(0.37, 0.42), eye_y=eye_y, eye_dx=u(0.12, 0.142), eye_w=u(0.062, 0.074), eye_h=u(0.025, 0.032),
         eye_tilt=u(-0.004, 0.008), brow_gap=u(0.078, 0.092), brow_len=u(0.056, 0.07), brow_arch=u(0.0, 0.014),
         brow_thick=u(0.022, 0.032), nose_y=cy + u(0.085, 0.115), nose_w=u(0.032, 0.048), mouth_y=mouth_y,
-        mouth_w=u(0.10, 0.122), lip_up=u(0.016, 0.024), lip_low=u(0.02, 0.03),
+        mouth_w=u(0.11, 0.13), lip_up=u(0.018, 0.026), lip_low=u(0.022, 0.032),
         hairline=cy - face_top + u(0.06, 0.13), hair_style=int(r.integers(3)),
         skin=tuple(np.clip(skin, 0, 255)), hair=tuple(np.clip(hair, 0, 255)),
         iris=tuple(_IRIS[r.integers(len(_IRIS))]), lips=tuple(np.clip(lips, 0, 255)),
@@ -221,7 +221,7 @@ def render_face(
     idn = identity
     a = dict(zip(_AUS, np.asarray(aus, dtype=np.float64).tolist()))
     img = np.empty((S, S, 3), dtype=np.uint8)
-    bg = rng.uniform(40, 220, 3) if nuisance else np.array([200.0, 205.0, 210.0])
+    bg = rng.uniform(50, 210) + rng.normal(0, 18, 3) if nuisance else np.array([200.0, 205.0, 210.0])
     img[:] = np.clip(bg, 0, 255).astype(np.uint8)
     pen = _Pen(img, S)
     cx, cy, fw = idn.cx, idn.cy, idn.face_w
@@ -323,8 +323,8 @@ def render_face(
     a10, a12, a15, a17 = a[10], a[12], a[15], a[17]
     a20, a23, a24, a25, a26 = a[20], a[23], a[24], a[25], a[26]
     mx, my = cx, idn.mouth_y
-    w = idn.mouth_w * (1 + 0.22 * a12 + 0.4 * a20 - 0.22 * a23 - 0.12 * a24 - 0.25 * a26)
-    cdy = -0.045 * a12 + 0.042 * a15 + 0.008 * a20
+    w = idn.mouth_w * (1 + 0.28 * a12 + 0.4 * a20 - 0.22 * a23 - 0.12 * a24 - 0.25 * a26)
+    cdy = -0.07 * a12 + 0.055 * a15 + 0.008 * a20
     L, R = np.array([mx - w, my + cdy]), np.array([mx + w, my + cdy])
     up_in = my - 0.022 * a10
     opening = (0.02 * a25 + 0.075 * a26) if a25 > 0 else 0.012 * a26
@@ -377,7 +377,7 @@ def render_face(
     # --- nuisance: rotation, scale, shift, lighting gradient, blur, noise --------------------
     if nuisance:
         ang = rng.uniform(-7, 7)
-        scale = rng.uniform(0.92, 1.08)
+        scale = rng.uniform(0.98, 1.14)
         sh = rng.uniform(-0.045, 0.045, 2) * S
         M = cv2.getRotationMatrix2D((S / 2, S / 2), ang, scale)
         M[:, 2] += sh

@@ -39,9 +39,13 @@ def make_optimizer(params: Iterable[nn.Parameter], args: StrategyArgs) -> torch.
 
 def quiet_evaluator() -> Any:
     """An EvaluationPlugin with no metrics and no loggers: results come from StepPredictionsPlugin instead."""
+    import warnings
+
     from avalanche.training.plugins import EvaluationPlugin
 
-    return EvaluationPlugin(loggers=[])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No loggers specified")
+        return EvaluationPlugin(loggers=[])
 
 
 def common_kwargs(

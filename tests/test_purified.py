@@ -115,3 +115,27 @@ def test_eval_batches_keep_task_labels_and_train_batches_lose_subjects():
     plugin.before_training_iteration(S)
     assert len(S.mbatch) == 3 and S.mbatch[-1].tolist() == [0, 0]
     assert plugin._subjects.tolist() == [7, 9]
+
+
+def test_subjects_reach_a_basic_to_compound_benchmark_in_order():
+    from compound_fer import taxonomy
+    from compound_fer.data.synthetic import generate
+    from compound_fer.scenarios import basic_to_compound
+    from compound_fer.training.purified import benchmark_subjects
+
+    cats = list(taxonomy.basic_names()) + ["Happily surprised", "Sadly angry"]
+    tr = generate(categories=cats, n_subjects=3, per_subject=1, image_size=32, seed=0, masks=False)
+    te = generate(categories=cats, n_subjects=1, per_subject=1, image_size=32, seed=0, subject_offset=9, masks=False)
+    cb = basic_to_compound(train=tr, test=te)
+    ids = benchmark_subjects(cb, tr)
+    plugin = PurifiedLearning(subjects=ids)
+    for j, exp in enumerate(cb.train_stream):
+        class S:
+            experience = exp
+
+        plugin.before_train_dataset_adaptation(S)
+        data = S.experience.dataset
+        rows = torch.as_tensor(cb.train_index[j])
+        rows = rows[torch.as_tensor(cb.to_model_labels(tr.labels[rows]).numpy().argsort(kind="stable"))]
+        assert torch.equal(torch.stack([data[i][0] for i in range(len(data))]), tr.float_images()[rows])
+        assert list(data._data_attributes["subjects"]) == tr.subjects[rows].tolist()

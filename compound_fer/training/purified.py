@@ -18,7 +18,10 @@ express of that nuisance; the method is model-agnostic (a loss term, no architec
       weight rows (orthonormalised by QR), i.e. features are pushed orthogonal to the identity
       subspace.
 - *Where subject ids come from*: Avalanche minibatches are ``(x, y, t)``. The training dataset carries a
-  ``subjects`` data attribute (see :func:`with_subjects`; a FaceSet's ``subjects``). In
+  ``subjects`` data attribute (see :func:`with_subjects`; a FaceSet's ``subjects``), or the plugin is given
+  ``subjects=`` one id tensor per training experience (:func:`benchmark_subjects` for a
+  ``basic_to_compound`` benchmark; ``extra["subjects"]`` through the registry) and attaches them to the
+  experience's dataset in ``before_train_dataset_adaptation``. In
   ``after_train_dataset_adaptation`` the plugin turns that attribute on in ``__getitem__`` of the
   adapted dataset only, so training batches arrive as ``(x, y, t, s)``; ``before_training_iteration``
   strips ``s`` off again before anyone reads ``mb_task_id`` (which is ``mbatch[-1]``). Evaluation
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,6 +60,22 @@ def with_subjects(dataset: Any, subjects: Sequence[int] | torch.Tensor) -> Any:
     if len(values) != len(dataset):
         raise DataError(f"with_subjects: {len(values)} subject ids for a dataset of {len(dataset)} samples")
     return dataset.update_data_attribute("subjects", DataAttribute(values, "subjects", use_in_getitem=False))
+
+
+def benchmark_subjects(cb: Any, train: Any) -> list[torch.Tensor]:
+    """Subject ids of each training experience of a ``scenarios.ContinualBenchmark``, in dataset order.
+
+    ``train`` is the FaceSet the benchmark was built from. ``cb.train_index[j]`` holds experience ``j``'s
+    FaceSet rows *sorted*, but Avalanche's ``nc_benchmark`` orders an experience's samples class by class
+    (in class order; rows ascending within a class), so the rows are stably re-sorted by model label.
+    """
+    out = []
+    for idx in cb.train_index:
+        rows = torch.as_tensor(idx, dtype=torch.long)
+        model_labels = cb.to_model_labels(train.labels[rows])
+        order = torch.as_tensor(np.argsort(model_labels.numpy(), kind="stable"))
+        out.append(train.subjects[rows[order]])
+    return out
 
 
 def make_optimizer(params: Any, args: StrategyArgs) -> torch.optim.Optimizer:
@@ -87,6 +107,7 @@ class PurifiedLearning(SupervisedPlugin):
         warmup: int = 0,
         feature_module: nn.Module | None = None,
         attribute: str = "subjects",
+        subjects: Sequence[torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -99,6 +120,7 @@ class PurifiedLearning(SupervisedPlugin):
         self.probe_steps = int(probe_steps)
         self.warmup = int(warmup)
         self.attribute = attribute
+        self.subjects = subjects
         self._feature_module = feature_module
         self._hooked: nn.Module | None = None
         self._handle: Any = None
@@ -138,13 +160,24 @@ class PurifiedLearning(SupervisedPlugin):
         self._handle, self._hooked = None, None
 
     # ---------------------------------------------------------------- subject ids
+    def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
+        exp = strategy.experience
+        if self.subjects is None or self.attribute in getattr(exp.dataset, "_data_attributes", {}):
+            return
+        j = exp.current_experience
+        if j >= len(self.subjects):
+            raise DataError(f"PurifiedLearning: subject ids given for {len(self.subjects)} experiences, "
+                            f"training experience {j}")
+        exp.dataset = with_subjects(exp.dataset, self.subjects[j])
+
     def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
         data = strategy.adapted_dataset
         attrs = getattr(data, "_data_attributes", {})
         if self.attribute not in attrs:
             raise DataError(
                 f"PurifiedLearning needs subject ids: the training dataset has no {self.attribute!r} data "
-                "attribute; build it with compound_fer.training.purified.with_subjects(dataset, subjects)"
+                "attribute; build it with compound_fer.training.purified.with_subjects(dataset, subjects), or pass "
+                "subjects=benchmark_subjects(continual_benchmark, train_faces) (extra['subjects'] for the registry)"
             )
         values = torch.as_tensor(list(attrs[self.attribute]), dtype=torch.long)
         for s in torch.unique(values).tolist():
@@ -235,6 +268,7 @@ def plugin_from_args(args: StrategyArgs) -> PurifiedLearning:
     return PurifiedLearning(
         weight=float(x.get("purify_weight", 1.0)), mode=str(x.get("purify_mode", "confusion")),
         probe_lr=float(x.get("probe_lr", 1e-2)), warmup=int(x.get("purify_warmup", 0)),
+        subjects=x.get("subjects"),
     )
 
 

@@ -348,8 +348,6 @@ def preprocess_faces(
     :func:`default_cache_dir`), written atomically; entries for unchanged files are reused, new or
     changed files are processed and the cache rewritten.
     """
-    import torch
-
     if method not in METHODS:
         raise DataError(f"unknown face method {method!r}; use one of {', '.join(METHODS)}")
     if not isinstance(size, int) or size < 16:

@@ -43,8 +43,8 @@ def train_synthetic_model(faces, *, epochs: int = 12, lr: float = 1e-3, batch_si
                           pool: str = "max"):
     """small_cnn trained on ``faces`` (all classes at once): returns (model, class_order).
 
-    Convs get He initialisation (the default init leaves this BatchNorm-free net on a plateau for many
-    epochs); horizontal flips augment. Seconds per epoch on one CPU thread for a few hundred 64 px faces.
+    Without BatchNorm the convs get He initialisation (PyTorch's default leaves such a net on a plateau
+    for many epochs); horizontal flips augment. Seconds per epoch on one CPU thread for a few hundred 64 px faces.
     """
     import torch
 
@@ -58,10 +58,12 @@ def train_synthetic_model(faces, *, epochs: int = 12, lr: float = 1e-3, batch_si
     x = faces.float_images()
     model = build_model("small_cnn", num_classes=len(order), pretrained=False, pool=pool,
                         image_size=faces.image_size)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(m.bias)
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        for m in model.modules():  # He init: PyTorch's default leaves a BN-free stack on a plateau
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     g = torch.Generator().manual_seed(seed)
     model.train()

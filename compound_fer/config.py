@@ -172,6 +172,7 @@ class ProtocolConfig(_Section):
     device: str = "cpu"
     threads: int = Field(0, ge=0)
     cache_trunk: bool = True
+    loggers: tuple[Literal["csv", "tensorboard"], ...] = ("csv", "tensorboard")
 
     def with_overrides(self, **sections: dict[str, Any]) -> "ProtocolConfig":
         """A copy with some fields replaced, validated again (e.g. from CLI flags)."""

@@ -110,7 +110,8 @@ def _to_model_labels(global_labels: torch.Tensor, class_order: Sequence[int]) ->
     return lut[global_labels]
 
 
-def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, progress: bool = True):
+def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool = False,
+                      progress: bool = True):
     """Train (or, on resume, load) the basic model; returns (model, info dict)."""
     from compound_fer.data.augment import make_augment
     from compound_fer.model_io import load_state_dict, save_model
@@ -120,7 +121,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     model = build_basic_model(cfg, len(labels))
     weights = out_dir / "models" / f"basic_seed{seed}.pt"
     meta_path = weights.with_suffix(".json")
-    if weights.is_file() and meta_path.is_file():
+    if resume and weights.is_file() and meta_path.is_file():
         model.load_state_dict(load_state_dict(weights))
         info = json.loads(meta_path.read_text())
         log.info("basic phase: loaded %s (resume)", weights)
@@ -179,6 +180,28 @@ def memory_budget(cfg: ProtocolConfig, n_train_images: int, n_classes_total: int
     return total, max(1, total // n_classes_total)
 
 
+def make_evaluator(cfg: ProtocolConfig, log_dir: Path | None):
+    """Avalanche's epoch loss/accuracy metrics to its CSV and TensorBoard loggers (nothing on stdout)."""
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.logging import CSVLogger, TensorboardLogger
+    from avalanche.training.plugins import EvaluationPlugin
+
+    loggers = []
+    if log_dir is not None:
+        if "csv" in cfg.loggers:
+            loggers.append(CSVLogger(log_folder=str(log_dir / "csv")))
+        if "tensorboard" in cfg.loggers:
+            loggers.append(TensorboardLogger(tb_log_dir=str(log_dir / "tensorboard")))
+    return EvaluationPlugin(loss_metrics(epoch=True), accuracy_metrics(epoch=True), loggers=loggers)
+
+
+def _close_loggers(evaluator) -> None:
+    for lg in getattr(evaluator, "loggers", []):
+        close = getattr(lg, "close", None)
+        if close:
+            close()
+
+
 def _row_path(out_dir: Path, seed: int, method: str, order: int) -> Path:
     return out_dir / "rows" / f"continual_seed{seed}_{method.replace('+', '-')}_order{order}.json"
 
@@ -195,6 +218,7 @@ def run_continual(
     seed: int,
     progress: bool = True,
     save_to: Path | None = None,
+    log_dir: Path | None = None,
 ) -> dict:
     """One method over one class order: experience 0 replays the shared basic model through the strategy
     with zero epochs (so its plugins record their state), then one compound class per experience."""
@@ -224,8 +248,9 @@ def run_continual(
     options = dict(cfg.continual.method_options.get(method, {}))
     extra = {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
              "teacher_mode": kd.teacher_mode, "memory_mode": cfg.continual.memory_mode, "quota": quota, **options}
+    evaluator = make_evaluator(cfg, log_dir)
     strategy = make_strategy(
-        method, model=net, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
+        method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
         device=cfg.device, mem_size=mem_total, num_classes_total=n_total, seed=seed, extra=extra,
     )
@@ -247,10 +272,12 @@ def run_continual(
         step_seconds.append(time.perf_counter() - t0)
         seen = [c for cs in exp_classes[: step + 1] for c in cs]
         mask = np.isin(test_y, seen)
-        pred = predict(net, test_x[torch.from_numpy(mask)], device=cfg.device).numpy()
+        # strategy.model, not net: GDumb replaces the model and iCaRL wraps it with its class-mean classifier
+        pred = predict(strategy.model, test_x[torch.from_numpy(mask)], device=cfg.device).numpy()
         record.add_step(test_y[mask], pred, new_classes=exp_classes[step])
     seconds = time.perf_counter() - start
-    if save_to is not None:
+    _close_loggers(evaluator)
+    if save_to is not None and strategy.model is net:  # GDumb/iCaRL replace or wrap the model: not saved
         from compound_fer.model_io import save_model
 
         save_model(model, save_to, meta={"classes": list(bench.names), "backbone": cfg.model.backbone,
@@ -312,7 +339,8 @@ def run_protocol(
             raise DataError("the test split is empty: give more subjects, a larger evaluation.test_fraction, "
                             "or --test-data")
         t0 = time.perf_counter()
-        basic_model, basic_info = train_basic_phase(cfg, splits, seed=seed, out_dir=out_dir, progress=progress)
+        basic_model, basic_info = train_basic_phase(cfg, splits, seed=seed, out_dir=out_dir, resume=resume,
+                                                    progress=progress)
         rows.append({"kind": "basic", "seed": seed, "split": splits.info, **basic_info})
         inputs = make_inputs(cfg, basic_model, splits, seed=seed, progress=progress)
         cache_seconds = time.perf_counter() - t0 - basic_info.get("seconds", 0.0)
@@ -326,7 +354,8 @@ def run_protocol(
                 log.info("continual: %s, order %d/%d, seed %d", method, oi + 1, len(all_orders), seed)
                 row = run_continual(cfg, method=method, order_index=oi, order=order, basic_model=basic_model,
                                     splits=splits, inputs=inputs, seed=seed, progress=progress,
-                                    save_to=out_dir / "models" / f"{method}_seed{seed}.pt" if oi == 0 else None)
+                                    save_to=out_dir / "models" / f"{method}_seed{seed}.pt" if oi == 0 else None,
+                                    log_dir=out_dir / "logs" / f"{method}_seed{seed}_order{oi}")
                 row["trunk_cache_seconds"] = round(cache_seconds, 2)
                 row["mode"] = splits.info["mode"]
                 write_json(path, row)

@@ -95,7 +95,7 @@ def train_basic(
             loss = loss_fn(model(xb.to(device)), yb)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             n += len(idx)
         val_acc = accuracy(model, val_xf, val_y, device=device)
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_accuracy": val_acc})

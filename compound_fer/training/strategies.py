@@ -164,7 +164,7 @@ def _build(cls: type[KDPSMR], *, model: nn.Module, args: StrategyArgs, evaluator
 
 
 @register("kdpsmr", summary="The paper: KD from the frozen basic model + Predictive Sorting Memory Replay",
-          uses_memory=True)
+          uses_memory=True, caps_new_class=True)
 def build_kdpsmr(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDPSMR:
     """Registry builder for :class:`KDPSMR`; ``args.extra`` may hold any KD/PSMR option."""
     return _build(KDPSMR, model=model, args=args, evaluator=evaluator, plugins=plugins)
@@ -176,7 +176,8 @@ def build_kd_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None
     return _build(KDOnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
-@register("psmr", summary="Ablation: Predictive Sorting Memory Replay, no KD", uses_memory=True)
+@register("psmr", summary="Ablation: Predictive Sorting Memory Replay, no KD", uses_memory=True,
+          caps_new_class=True)
 def build_psmr_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> PSMROnly:
     """Registry builder for :class:`PSMROnly`."""
     return _build(PSMROnly, model=model, args=args, evaluator=evaluator, plugins=plugins)

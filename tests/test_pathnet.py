@@ -96,3 +96,13 @@ def test_tournament_mutates_and_paths_stay_valid():
         assert all(len(set(row.tolist())) == 3 and 0 <= int(row.min()) and int(row.max()) < 5 for row in m)
     with pytest.raises(ConfigError):
         PathNet(backbone=Backbone(), modules=2, active=3)
+
+
+def test_first_experience_is_trained_even_when_asked_for_zero_epochs():
+    strategy, bench, (xt, yt) = run()
+    strategy.train_epochs = 0  # what the runner does on the shared basic experience
+    strategy.train(bench.train_stream[0])
+    basic = yt < 3
+    with torch.no_grad():
+        acc = float((strategy.model.eval()(xt[basic]).argmax(1) == yt[basic]).float().mean())
+    assert acc > 0.9

@@ -52,7 +52,8 @@ class PathNet(nn.Module):
         super().__init__()
         if not 1 <= active <= modules:
             raise ConfigError(f"PathNet needs 1 <= active ({active}) <= modules ({modules})")
-        in_features = in_features or getattr(backbone, "feature_dim", None)
+        in_features = in_features or getattr(backbone, "feature_dim", None) or \
+            getattr(getattr(backbone, "model", None), "feature_dim", None)  # e.g. features.CachedTrunkModel
         if not in_features:
             raise ConfigError("PathNet: pass in_features or use a backbone with .feature_dim")
         self.backbone = backbone
@@ -149,7 +150,7 @@ class PathNetStrategy(SupervisedTemplate):
     """
 
     def __init__(self, *, model: PathNet, args: StrategyArgs, population: int = 8, tournament_steps: int = 5,
-                 train_trunk_first: bool = True, plugins: Sequence[Any] = (), evaluator: Any = None) -> None:
+                 train_trunk_first: bool = True, basic_epochs: int | None = None, plugins: Sequence[Any] = (), evaluator: Any = None) -> None:
         if not isinstance(model, PathNet):
             raise ConfigError("PathNetStrategy needs a PathNet model (wrap your backbone: PathNet(backbone=...))")
         if population < 2 or tournament_steps < 1:
@@ -157,6 +158,7 @@ class PathNetStrategy(SupervisedTemplate):
         self.args = args
         self.population_size, self.T = population, tournament_steps
         self.train_trunk_first = train_trunk_first
+        self.basic_epochs = basic_epochs
         self.g = torch.Generator().manual_seed(args.seed)
         self.population: list[torch.Tensor] = []
         self.fitness: list[float] = []
@@ -220,6 +222,13 @@ class PathNetStrategy(SupervisedTemplate):
         best = max(range(self.population_size), key=lambda i: self.fitness[i])
         return self.population[best]
 
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        # The runner shares one trained basic model and asks for 0 epochs on experience 0; PathNet's paths
+        # and first head are its own and must still be trained, so it takes basic_epochs (or train_epochs).
+        if not self.model.task_paths and self.train_epochs == 0:
+            self.train_epochs = self.basic_epochs or self.args.train_epochs
+        super()._before_training_exp(**kwargs)
+
     def _after_training_exp(self, **kwargs: Any) -> None:
         self.model.finish_task(self.best_path(), freeze_backbone=True)
         super()._after_training_exp(**kwargs)
@@ -248,5 +257,6 @@ def build_pathnet(*, model: Any, args: StrategyArgs, evaluator: Any = None, plug
     x = args.extra
     return PathNetStrategy(model=pathnet_from_args(model, args), args=args, population=int(x.get("population", 8)),
                            tournament_steps=int(x.get("tournament_steps", 5)),
-                           train_trunk_first=bool(x.get("train_trunk_first", True)), plugins=plugins,
+                           train_trunk_first=bool(x.get("train_trunk_first", True)),
+                           basic_epochs=x.get("pathnet_basic_epochs"), plugins=plugins,
                            evaluator=evaluator)

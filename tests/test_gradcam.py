@@ -123,6 +123,20 @@ def test_eigencam_lights_the_square(square_net):
     assert share > 3 * (SQ * SQ) / (SIZE * SIZE)
 
 
+def test_fast_eigencam_is_the_library_eigencam_up_to_sign():
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from compound_fer.explain.gradcam import FastEigenCAM
+
+    acts = np.random.default_rng(0).random((3, 40, 4, 5)).astype(np.float32)
+    ours = FastEigenCAM.get_cam_image(None, None, None, None, acts, None)
+    lib = get_2d_projection(acts)
+    for o, l in zip(ours, lib):
+        assert abs(np.corrcoef(o.ravel(), l.ravel())[0, 1]) > 0.9999
+    for o, a in zip(ours, acts):  # sign: positively correlated with the summed activations
+        assert np.corrcoef(o.ravel(), a.sum(0).ravel())[0, 1] > 0
+
+
 def test_batched_equals_per_image(square_net):
     x, meta = _two_squares(6, seed=2)
     t = [m[0] for m in meta]

@@ -152,7 +152,7 @@ def relationship_heatmap(
                 j = basic.index(b)
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", lw=1.6))
         if np.isfinite(m[i]).any():
-            ax.plot(int(np.nanargmax(m[i])), i, marker="o", ms=3.5, color="red")
+            ax.plot(int(np.nanargmax(m[i])) - 0.36, i - 0.28, marker="o", ms=3, color="red")
         for j in range(m.shape[1]):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=5.5, color="black"

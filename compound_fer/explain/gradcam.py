@@ -29,6 +29,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 __all__ = [
     "METHODS",
     "GuidedGradCAM",
+    "FastEigenCAM",
     "CAMExplainer",
     "compute_cams",
     "class_mean_cams",
@@ -60,12 +61,31 @@ class GuidedGradCAM(BaseCAM):
         return cam - cam.reshape(len(cam), -1).min(axis=1)[:, None, None]
 
 
+class FastEigenCAM(EigenCAM):
+    """EigenCAM with a thin SVD: the library's full SVD builds a C x C matrix per image (1280 x 1280 for
+    MobileNetV2: ~0.4 s an image on CPU). Same first principal component; its arbitrary sign is fixed so
+    that the map correlates positively with the channel-summed activations (the library leaves it to
+    LAPACK, which can return an all-zero map after clipping)."""
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
+        a = np.nan_to_num(np.asarray(activations, dtype=np.float32))
+        n, c, h, w = a.shape
+        x = a.reshape(n, c, h * w).transpose(0, 2, 1)  # (N, HW, C)
+        x = x - x.mean(axis=1, keepdims=True)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        proj = np.einsum("npc,nc->np", x, vt[:, 0, :])
+        ref = a.sum(axis=1).reshape(n, h * w)
+        ref = ref - ref.mean(axis=1, keepdims=True)
+        sign = np.where((proj * ref).sum(axis=1) < 0, -1.0, 1.0).astype(np.float32)
+        return (proj * sign[:, None]).reshape(n, h, w)
+
+
 #: Method name -> pytorch-grad-cam class.
 METHODS: Mapping[str, type[BaseCAM]] = {
     "gradcam": GradCAM,
     "gradcam++": GradCAMPlusPlus,
     "hirescam": HiResCAM,
-    "eigencam": EigenCAM,
+    "eigencam": FastEigenCAM,
     "layercam": LayerCAM,
     "guided": GuidedGradCAM,
 }

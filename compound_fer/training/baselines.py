@@ -178,7 +178,7 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
     _pregrow_head(model.head, args.num_classes_total)
     kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
     kw.pop("criterion")  # iCaRL brings its own BCE distillation loss
-    return ICaRL(
+    strategy = ICaRL(
         feature_extractor=FeaturesOf(model),
         classifier=model.head,
         memory_size=args.mem_size,
@@ -186,6 +186,12 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
         fixed_memory=True,
         **kw,
     )
+    # Avalanche's iCaRL learns the embedding size from the first training forward pass; when experience 0 is
+    # replayed with zero epochs (a shared basic model) there is none, so give it the size up front.
+    for p in strategy.plugins:
+        if type(p).__name__ == "_ICaRLPlugin" and getattr(model, "feature_dim", None):
+            p.embedding_size = int(model.feature_dim)
+    return strategy
 
 
 def _pregrow_head(head: nn.Module, num_classes: int) -> None:

@@ -137,6 +137,25 @@ def test_fast_eigencam_is_the_library_eigencam_up_to_sign():
         assert np.corrcoef(o.ravel(), a.sum(0).ravel())[0, 1] > 0
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "layercam"])
+def test_same_maps_as_the_library_called_directly(square_net, method):
+    """Cutting the graph at the target layer changes nothing: the maps equal pytorch-grad-cam's own."""
+    from compound_fer.explain.gradcam import METHODS as M
+
+    x, meta = _two_squares(5, seed=7)
+    t = [m[0] for m in meta]
+    ours = compute_cams(square_net, x, t, method=method)
+    lib = M[method](model=square_net, target_layers=[square_net.trunk[3]])
+    try:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        theirs = lib(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in t])
+    finally:
+        lib.activations_and_grads.release()
+        square_net.zero_grad(set_to_none=True)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
 def test_batched_equals_per_image(square_net):
     x, meta = _two_squares(6, seed=2)
     t = [m[0] for m in meta]

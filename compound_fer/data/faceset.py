@@ -20,8 +20,9 @@ class FaceSet:
     """Faces with their global labels, subject ids and optional ground truth.
 
     ``aus``: (N, len(ACTION_UNITS)) float intensities in [0, 1] when known (synthetic faces, CFEE FACS).
-    ``region_masks``: (N, len(REGIONS), H, W) bool masks of the regions the active AUs move (synthetic),
-    or of the landmark regions (real faces); used to score Grad-CAM attention.
+    ``region_masks``: (N, len(REGIONS), H, W) bool masks of every face region of each image (the
+    generator's geometry for synthetic faces, landmarks for real ones); combine them with the AUs
+    (``synthetic.active_region_masks``) for the regions an expression moves. Used to score Grad-CAM.
     ``sources``: one string per image (a file path, or ``synthetic:<seed>:<index>``).
     """
 

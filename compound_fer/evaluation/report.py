@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -194,7 +195,9 @@ def plot_matrices(rows: Sequence[dict], out: Path) -> list[str]:
     written: list[str] = []
     for key, rs in sorted(groups.items()):
         mats = np.array([r["accuracy_matrix"] for r in rs], dtype=float)
-        m = np.nanmean(mats, axis=0)
+        with warnings.catch_warnings():  # entries above the diagonal are NaN by definition
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = np.nan_to_num(np.nanmean(mats, axis=0))
         fig, ax = plt.subplots(figsize=(5, 4.3))
         im = ax.imshow(100 * np.tril(m), vmin=0, vmax=100, cmap="viridis")
         ax.set(xlabel="experience j (classes)", ylabel="after step i", title=f"accuracy matrix: {key}")

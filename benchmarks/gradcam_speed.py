@@ -111,6 +111,15 @@ def speed(args) -> dict:
                         "speedup": round(b / lp, 2), "batched_s": [round(t, 3) for t in batched],
                         "loop_s": [round(t, 3) for t in loop]}
         print(f"{method:10s} batched {b:7.1f}/s  per-image loop {lp:7.1f}/s  x{b / lp:.2f}", flush=True)
+    if "eigencam" in args.methods:  # the library's own EigenCAM (full SVD, numpy BLAS) for comparison
+        from pytorch_grad_cam import EigenCAM
+
+        n = min(args.images, 16)
+        lib = _time(lambda: compute_cams(model, x[:n], targets[:n], method=EigenCAM, batch_size=args.batch_size,
+                                         progress=False), 1)
+        rows["eigencam_library"] = {"batched_cams_per_s": round(n / lib[0], 2), "batched_s": [round(lib[0], 3)],
+                                    "images": n}
+        print(f"library EigenCAM batched {n / lib[0]:.1f}/s", flush=True)
     inference = args.images / statistics.median(fwd)
     print(f"plain inference (no CAM) {inference:.1f} images/s")
     return {

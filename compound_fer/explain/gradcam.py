@@ -68,15 +68,17 @@ class FastEigenCAM(EigenCAM):
     LAPACK, which can return an all-zero map after clipping)."""
 
     def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
-        a = np.nan_to_num(np.asarray(activations, dtype=np.float32))
+        a = torch.nan_to_num(torch.as_tensor(np.asarray(activations, dtype=np.float32)))
         n, c, h, w = a.shape
-        x = a.reshape(n, c, h * w).transpose(0, 2, 1)  # (N, HW, C)
-        x = x - x.mean(axis=1, keepdims=True)
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-        proj = np.einsum("npc,nc->np", x, vt[:, 0, :])
-        ref = a.sum(axis=1).reshape(n, h * w)
-        ref = ref - ref.mean(axis=1, keepdims=True)
-        sign = np.where((proj * ref).sum(axis=1) < 0, -1.0, 1.0).astype(np.float32)
+        x = a.reshape(n, c, h * w).transpose(1, 2)  # (N, HW, C)
+        x = x - x.mean(dim=1, keepdim=True)
+        # torch's SVD follows torch.set_num_threads; numpy's BLAS would take every core
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        proj = torch.einsum("npc,nc->np", x, vh[:, 0, :])
+        ref = a.sum(dim=1).reshape(n, h * w)
+        ref = ref - ref.mean(dim=1, keepdim=True)
+        sign = torch.where((proj * ref).sum(dim=1) < 0, -1.0, 1.0)
+        proj, sign = proj.numpy(), sign.numpy()
         return (proj * sign[:, None]).reshape(n, h, w)
 
 
@@ -91,7 +93,9 @@ METHODS: Mapping[str, type[BaseCAM]] = {
 }
 
 
-def _method_class(method: str) -> type[BaseCAM]:
+def _method_class(method: str | type[BaseCAM]) -> type[BaseCAM]:
+    if isinstance(method, type) and issubclass(method, BaseCAM):
+        return method  # any other pytorch-grad-cam method (ScoreCAM, XGradCAM, ...) or your own subclass
     key = method.lower().replace("_", "").replace("-", "")
     key = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "guidedgradcam": "guided"}.get(key, key)
     if key not in METHODS:
@@ -173,6 +177,7 @@ class CAMExplainer:
     with CAMExplainer(model=model, method="gradcam") as cam:
         maps = cam(images, targets=labels)      # (N, H, W) float32 in [0, 1]
     ```
+    ``method``: a name in ``METHODS`` or any ``BaseCAM`` subclass (e.g. ``pytorch_grad_cam.XGradCAM``).
     ``target_layer``: a module, a dotted name, or None (``model.target_layer``, else the last 4-D layer).
     ``class_order``: the global label of each model output column (a grown head's order); by default
     ``model.class_order`` when the model has it, else output column = global label.
@@ -182,7 +187,7 @@ class CAMExplainer:
         self,
         *,
         model: nn.Module,
-        method: str = "gradcam",
+        method: str | type[BaseCAM] = "gradcam",
         target_layer: nn.Module | str | None = None,
         class_order: Sequence[int] | None = None,
     ) -> None:
@@ -271,7 +276,7 @@ def compute_cams(
     images: torch.Tensor,
     targets: Sequence[int],
     *,
-    method: str = "gradcam",
+    method: str | type[BaseCAM] = "gradcam",
     target_layer: nn.Module | str | None = None,
     batch_size: int = 32,
     class_order: Sequence[int] | None = None,
@@ -288,7 +293,7 @@ def compute_cams(
         raise ValueError(f"need one target per image: {len(targets)} targets for {len(images)} images")
     out = np.empty((len(images), *images.shape[-2:]), dtype=np.float32)
     with CAMExplainer(model=model, method=method, target_layer=target_layer, class_order=class_order) as cam:
-        for sl in _batches(len(images), batch_size, desc=f"{method} CAMs", progress=progress):
+        for sl in _batches(len(images), batch_size, desc=f"{getattr(method, '__name__', method)} CAMs", progress=progress):
             out[sl] = cam(images[sl], targets[sl])
     return out
 

@@ -83,7 +83,7 @@ def part_purified(a) -> dict:
         torch.manual_seed(a.seed)
         model = build_model("small_cnn", num_classes=6, pretrained=False, image_size=a.size)
         t0 = time.time()
-        s = make_strategy("purified", model=model, evaluator=evaluator(), lr=1e-3, train_epochs=a.epochs,
+        s = make_strategy("purified", model=model, evaluator=evaluator(), lr=a.basic_lr, train_epochs=a.basic_epochs,
                           train_mb_size=32, seed=a.seed, purify_weight=weight,
                           subjects=benchmark_subjects(cb, tr))
         s.train(cb.train_stream[0])
@@ -95,7 +95,7 @@ def part_purified(a) -> dict:
                       "expression_acc_unseen_subjects": accuracy(model, xt, yt), "seconds": round(time.time() - t0, 1)}
         log(f"purified part: {name} {rows[name]}")
     return {"setup": f"synthetic {a.size}px, 6 basic classes, {a.subjects} train / {a.test_subjects} test subjects, "
-                     f"small_cnn, {a.epochs} epochs, purify_weight={a.purify_weight} (0 = same plugin, no term)",
+                     f"small_cnn, {a.basic_epochs} epochs at lr {a.basic_lr}, batch 32, purify_weight={a.purify_weight} (0 = same plugin, no term)",
             "rows": rows}
 
 
@@ -125,6 +125,7 @@ def part_continual(a) -> dict:
                           **extra)
         steps = []
         for j, exp in enumerate(cb.train_stream):
+            s.train_epochs = a.basic_epochs if j == 0 else a.epochs
             s.train(exp)
             seen = torch.isin(yt, torch.tensor(cb.seen_classes(j)))
             steps.append(accuracy(s.model, xt[seen], yt[seen]))
@@ -132,8 +133,8 @@ def part_continual(a) -> dict:
                       "mean_step_acc_without_step0": float(np.mean(steps[1:])), "seconds": round(time.time() - t0, 1)}
         log(f"continual part: {name} final {steps[-1]:.3f} mean {np.mean(steps):.3f}")
     return {"setup": f"synthetic {a.size}px, 6 basic then {a.n_compound} compound classes one per experience, "
-                     f"{a.subjects} train / {a.test_subjects} test subjects, small_cnn, {a.epochs} epochs per "
-                     f"experience, mem_size={a.mem_size}, lr 1e-3, batch 16",
+                     f"{a.subjects} train / {a.test_subjects} test subjects, small_cnn, {a.basic_epochs} epochs on "
+                     f"the basic experience then {a.epochs} per compound experience, mem_size={a.mem_size}, lr 1e-3, batch 16",
             "compound_order": compound, "rows": rows}
 
 
@@ -153,8 +154,14 @@ def part_omni_synthetic(a) -> dict:
 
     def fit(xs, ys, seed):
         torch.manual_seed(seed)
-        m = build_model("small_cnn", num_classes=6, pretrained=False, image_size=a.size)
-        return train_on(xs, ys, m, epochs=a.boost_epochs, lr=1e-3, batch_size=32, seed=seed)
+        if a.omni_backbone == "small_cnn":
+            m = build_model("small_cnn", num_classes=6, pretrained=False, image_size=a.size)
+            return train_on(xs, ys, m, epochs=a.boost_epochs, lr=a.basic_lr, batch_size=32, seed=seed)
+        # frozen ImageNet trunk, only the head learns (a realistic primitive model with few labels)
+        m = build_model(a.omni_backbone, num_classes=6, pretrained=True, image_size=a.size)
+        for name, prm in m.named_parameters():
+            prm.requires_grad_(name.startswith("head."))
+        return train_on(xs, ys, m, epochs=a.boost_epochs, lr=1e-2, batch_size=32, seed=seed)
 
     t0 = time.time()
     primitive = fit(x, y, a.seed)
@@ -178,7 +185,8 @@ def part_omni_synthetic(a) -> dict:
     out["test_acc"] = {k: {"runs": v, "mean": float(np.mean(v))} for k, v in res.items()}
     out["setup"] = (f"synthetic {a.size}px, 6 basic classes; labelled = {a.labelled_subjects} subjects, pool = the "
                     f"other {a.subjects - a.labelled_subjects} training subjects (labels hidden), test = "
-                    f"{a.test_subjects} unseen subjects; ipc={a.ipc}, DM {a.dm_iterations} iterations; small_cnn "
+                    f"{a.test_subjects} unseen subjects; ipc={a.ipc}, DM {a.dm_iterations} iterations; {a.omni_backbone} "
+                    f"({'from scratch' if a.omni_backbone == 'small_cnn' else 'frozen ImageNet trunk, head only'}) "
                     f"trained {a.boost_epochs} epochs; {a.repeats} seeds")
     return out
 
@@ -238,16 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", nargs="+", default=["purified", "continual", "omni", "fer"])
     p.add_argument("--methods", nargs="+", default=["naive", "purified", "omni", "pathnet", "kdpsmr", "kdpsmr+purified"])
     p.add_argument("--size", type=int, default=48)
-    p.add_argument("--subjects", type=int, default=16)
+    p.add_argument("--subjects", type=int, default=30)
     p.add_argument("--test-subjects", type=int, default=8)
     p.add_argument("--per-subject", type=int, default=2)
     p.add_argument("--n-compound", type=int, default=3)
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--basic-epochs", type=int, default=25)
+    p.add_argument("--basic-lr", type=float, default=2e-3)
     p.add_argument("--mem-size", type=int, default=90)
     p.add_argument("--purify-weight", type=float, default=1.0)
-    p.add_argument("--labelled-subjects", type=int, default=3)
+    p.add_argument("--labelled-subjects", type=int, default=4)
     p.add_argument("--mine-per-class", type=int, default=8)
     p.add_argument("--ipc", type=int, default=2)
+    p.add_argument("--omni-backbone", default="small_cnn", help="small_cnn (scratch) or mobilenet_v2 (frozen trunk)")
     p.add_argument("--dm-iterations", type=int, default=100)
     p.add_argument("--boost-epochs", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3)

@@ -10,6 +10,7 @@ for explicit targets at the model's ``target_layer``. Writes benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -45,11 +46,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gradcam.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {**provenance(seed=args.seed)}
+    result = {**provenance(seed=args.seed), "load_average_before": list(os.getloadavg())}
     if not args.no_speed:
         result["speed"] = speed(args)
     if args.pointing_seeds:
         result["pointing_synthetic"] = pointing(args.pointing_seeds)
+    result["load_average_after"] = list(os.getloadavg())
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

@@ -233,3 +233,20 @@ def test_figures_written_and_closed(tmp_path):
     assert len(paths) == 8 and all(p.stat().st_size > 1000 for p in paths)
     assert {p.suffix for p in paths} == {".png", ".pdf"}
     assert len(plt.get_fignums()) == before
+
+
+def test_gradcam_command_synthetic(tmp_path, capsys):
+    """`compound-fer gradcam --synthetic` writes the JSON report (with provenance) and every figure."""
+    from compound_fer.cli import main
+
+    out = tmp_path / "gc"
+    rc = main(["gradcam", "--synthetic", "--classes", "Happy,Surprised,Happily surprised", "--epochs", "1",
+               "--subjects", "3", "--method", "gradcam", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert {"commit", "machine", "relationship", "region_attention", "test_accuracy"} <= set(rep)
+    assert rep["relationship"]["pearson"]["components"]["summary"]["n_compounds"] == 1
+    names = {p.name for p in out.iterdir()}
+    for stem in ("gradcam_subject", "gradcam_mean_cams", "gradcam_relationship_pearson", "gradcam_regions"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+    assert "pointing game" in capsys.readouterr().out

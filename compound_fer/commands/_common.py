@@ -39,13 +39,13 @@ def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
     from compound_fer.config import load_config
     from compound_fer.evaluation.report import markdown_tables
     from compound_fer.runner import run_protocol
 
     cfg = load_config(resolve_config(args.config))
-    overrides: dict = {}
+    overrides = dict(overrides or {})
     if args.data:
         overrides["data"] = {"source": "path", "path": args.data}
     if args.mode:
@@ -53,7 +53,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     if overrides:
         cfg = cfg.with_overrides(**overrides)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    if methods is None and args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out = Path(args.out or Path("runs") / cfg.name)
     command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
     rows = run_protocol(cfg, out_dir=out, data_path=args.data, test_path=args.test_data, methods=methods,

@@ -1,0 +1,102 @@
+"""Training speed on CPU: Avalanche strategies (ours) against a plain PyTorch loop on the same model and data.
+
+Measures images/s of one continual step's training (tail + head on cached trunk maps, as the runner
+trains), for a plain loop and Avalanche Naive, in one process so the ratios are comparable.
+Writes benchmarks/results/speed.json.
+
+    python benchmarks/speed.py [--data ../shared/data/cfee-subset] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from compound_fer import taxonomy
+from compound_fer.config import load_config
+from compound_fer.io import provenance, write_json
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="compound_fer/configs/cfee_cpu.yaml")
+    ap.add_argument("--data", default=None, help="cfee-subset path (default: the config's); 'synthetic' for generated faces")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="benchmarks/results/speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from compound_fer.features import CachedTrunkModel, PickView
+    from compound_fer.runner import build_basic_model, load_dataset, make_inputs, make_splits, seed_everything
+    from compound_fer.scenarios import basic_to_compound
+    from compound_fer.training.registry import make_strategy
+
+    cfg = load_config(args.config)
+    if args.data == "synthetic":
+        cfg = cfg.with_overrides(data={"source": "synthetic", "image_size": 64}, model={"backbone": "small_cnn",
+                                                                                         "pretrained": False})
+    faces = load_dataset(cfg, path=None if args.data in (None, "synthetic") else args.data, progress=False)
+    splits = make_splits(cfg, faces, seed=0)
+    model = build_basic_model(cfg, 6)
+    inputs = make_inputs(cfg, model, splits, seed=0, progress=False)
+    order = [c.name for c in taxonomy.categories("compound")]
+    bench = basic_to_compound(train=splits.train, test=splits.test, compound_order=order, train_inputs=inputs.train,
+                              test_inputs=inputs.test[:, :1], train_transform=PickView(random=True),
+                              eval_transform=PickView(random=False), seed=0)
+    exp0 = bench.benchmark.train_stream[0]
+    n_images = len(exp0.dataset)
+    bs, lr = cfg.continual.batch_size, cfg.continual.lr
+    x_all = inputs.train[torch.isin(splits.train.labels, torch.as_tensor(bench.class_order[:6]))]
+    y_all = bench.to_model_labels(splits.train.labels[torch.isin(splits.train.labels,
+                                                                 torch.as_tensor(bench.class_order[:6]))])
+    results: dict[str, list[float]] = {"plain_pytorch": [], "avalanche_naive": []}
+    for _ in range(args.repeats):
+        # plain loop: same model, data, batch size, optimizer, epochs; a random view per image like PickView
+        seed_everything(0)
+        m = copy.deepcopy(model).set_trainable("tail_head")
+        net = CachedTrunkModel(model=m).train()
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+        pick = PickView(random=True)
+        t0 = time.perf_counter()
+        for _ in range(args.epochs):
+            perm = torch.randperm(len(x_all))
+            for i in range(0, len(perm), bs):
+                idx = perm[i : i + bs]
+                xb = torch.stack([pick(x) for x in x_all[idx]])
+                loss = torch.nn.functional.cross_entropy(net(xb), y_all[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        results["plain_pytorch"].append(args.epochs * len(x_all) / (time.perf_counter() - t0))
+        for name in ("naive",):
+            seed_everything(0)
+            m = copy.deepcopy(model).set_trainable("tail_head")
+            strat = make_strategy(name, model=CachedTrunkModel(model=m), lr=lr, train_epochs=args.epochs,
+                                  train_mb_size=bs, eval_mb_size=256, num_classes_total=21, mem_size=400)
+            t0 = time.perf_counter()
+            strat.train(exp0)
+            results[f"avalanche_{name}"].append(args.epochs * n_images / (time.perf_counter() - t0))
+    best = {k: max(v) for k, v in results.items()}
+    out = {
+        **provenance(command=" ".join(["python", *map(shlex.quote, sys.argv)]), seed=0),
+        "what": "images/s training tail+head on cached trunk maps (experience 0 data), best of repeats",
+        "backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "images": n_images,
+        "epochs": args.epochs, "batch_size": bs, "threads": args.threads,
+        "images_per_second": best, "all_repeats": results,
+        "ratio_naive_vs_plain": best["avalanche_naive"] / best["plain_pytorch"],
+        "note": "KD+PSMR against Naive is measured on whole continual runs: see cfee_cpu results (seconds per order)",
+    }
+    write_json(args.out, out)
+    print({k: round(v, 1) for k, v in best.items()}, "naive/plain", round(out["ratio_naive_vs_plain"], 3))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -162,7 +162,8 @@ def relationship_heatmap(
 
 
 def region_bars(attention: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> list[Path]:
-    """Per class: share of CAM mass on each face region (expected regions hatched), and pointing vs chance."""
+    """Per class: share of CAM mass on each face region (expected regions hatched), and the pointing game
+    beside its class-blind prior and its chance level."""
     plt = _plt()
     per = attention["per_class"]
     names = list(per)
@@ -183,13 +184,15 @@ def region_bars(attention: Mapping[str, Any], path: str | Path, *, title: str | 
     ax.legend(fontsize=7, ncol=5, title="region (hatched = expected from the class's AUs)", title_fontsize=7)
     point = [per[n]["pointing"] or 0.0 for n in names]
     chance = [per[n]["pointing_chance"] or 0.0 for n in names]
-    ax2.bar(x - 0.2, point, 0.4, label="pointing game (CAM max in expected regions)", color="tab:red")
-    ax2.bar(x + 0.2, chance, 0.4, label="chance (expected-region area)", color="0.6")
+    prior = [per[n]["pointing_prior"] or 0.0 for n in names]
+    ax2.bar(x - 0.27, point, 0.27, label="pointing game (CAM max in expected regions)", color="tab:red")
+    ax2.bar(x, prior, 0.27, label="class-blind prior (mean CAM of all images)", color="tab:purple")
+    ax2.bar(x + 0.27, chance, 0.27, label="chance (expected-region area)", color="0.6")
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("rate")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax2.set_xticks(x, [_short(n) for n in names], rotation=40, ha="right", fontsize=7)
     ov = attention["overall"]
-    fig.suptitle(title or f"region attention: pointing {ov['pointing']:.2f} vs chance {ov['pointing_chance']:.2f}",
-                 fontsize=9)
+    fig.suptitle(title or f"region attention: pointing {ov['pointing']:.2f}, class-blind prior "
+                 f"{ov['pointing_prior']:.2f}, chance {ov['pointing_chance']:.2f}", fontsize=9)
     return save_figure(fig, path)

@@ -173,6 +173,9 @@ def resolve_target_layer(model: nn.Module, target_layer: nn.Module | str | None,
 class CAMExplainer:
     """Context manager computing batched CAMs of one model; on exit the model is exactly as before.
 
+    CAMs are computed in eval mode (dropout off, BatchNorm on running statistics), whatever the mode
+    the model came in with; that mode is restored on exit.
+
     ```python
     with CAMExplainer(model=model, method="gradcam") as cam:
         maps = cam(images, targets=labels)      # (N, H, W) float32 in [0, 1]
@@ -196,8 +199,10 @@ class CAMExplainer:
         self.cam_class = _method_class(method)
         self.target_layer = target_layer
         self.output_index = output_index_fn(model, class_order)
+        self.layer: nn.Module | None = None  # the target layer, known after the first call
         self._stack: contextlib.ExitStack | None = None
         self._cam: BaseCAM | None = None
+        self._grad_handle = None
         self._device = next(model.parameters()).device
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -220,8 +225,6 @@ class CAMExplainer:
         if self._stack is not None:
             self._stack.close()
             self._stack = None
-
-    _grad_handle = None
 
     def _ensure_cam(self, example: torch.Tensor) -> BaseCAM:
         if self._stack is None:

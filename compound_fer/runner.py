@@ -122,6 +122,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     from compound_fer.training.basic import accuracy, train_basic
 
     labels = basic_labels(cfg)
+    seed_everything(seed)  # before building: the head's (and an unpretrained trunk's) init is seeded too
     model = model if model is not None else build_basic_model(cfg, len(labels))
     weights = out_dir / "models" / f"basic_seed{seed}.pt"
     meta_path = weights.with_suffix(".json")
@@ -394,6 +395,7 @@ def run_protocol(
         t0 = time.perf_counter()
         if cfg.cache_trunk and cfg.basic.trainable != "all":
             # the trunk never trains: cache its maps once and train the basic phase on them too
+            seed_everything(seed)  # seeded init: the same config and seed give the same model
             basic_model = build_basic_model(cfg, len(basic_labels(cfg)))
             inputs = make_inputs(cfg, basic_model, splits, seed=seed, progress=progress)
             cache_seconds = time.perf_counter() - t0

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from compound_fer import distributed as dist
 from compound_fer.data.augment import augment_batch
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,16 @@ def train_basic(
     """Adam + cross-entropy with early stopping on validation accuracy; the model ends at its best epoch.
 
     ``train_x`` are uint8 or float images; uint8 is converted per batch to save memory.
+    Under torchrun the model is wrapped in DDP and each rank trains on its shard of every global batch
+    (the same permutation on every rank, as DistributedSampler does), so the global batch is unchanged.
     """
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("train_basic: the model has no trainable parameter (check the freezing policy)")
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    model.to(device)
+    net = dist.wrap_model(model)  # DDP under torchrun (averages gradients over ranks); the model itself otherwise
     loss_fn = nn.CrossEntropyLoss()
     to_float = (lambda t: t.float().div_(255)) if train_x.dtype == torch.uint8 else (lambda t: t)
     val_xf = to_float(val_x)
@@ -82,17 +87,21 @@ def train_basic(
     start = time.perf_counter()
     bar = tqdm(range(epochs), desc="basic phase", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
+        net.train()
         order = torch.randperm(len(train_x), generator=gen)
         total, n = 0.0, 0
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
+            if dist.is_distributed():
+                if len(idx) < dist.world_size():
+                    continue  # every rank needs a sample (all ranks skip alike)
+                idx = idx[dist.shard(len(idx))]
             xb = to_float(train_x[idx])
             if augment is not None:
                 xb = augment_batch(xb, augment)
             yb = train_y[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb.to(device)), yb)
+            loss = loss_fn(net(xb.to(device)), yb)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
@@ -100,6 +109,8 @@ def train_basic(
         val_acc = accuracy(model, val_xf, val_y, device=device)
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / max(n, 1):.3f}", val=f"{val_acc:.3f}")
+        if not progress:
+            log.info("basic phase: epoch %d, loss %.3f, val %.3f", epoch, total / max(n, 1), val_acc)
         if val_acc > best[0]:
             best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= patience:

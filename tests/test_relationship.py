@@ -146,6 +146,11 @@ def test_region_attention_report_is_json_and_per_class():
     assert rep["overall"]["pointing_chance"] == pytest.approx((16 / 64 + 32 / 64) / 2)  # mouth; brows + mouth
     assert rep["per_class"]["Happy"]["expected_regions"] == ["mouth"]
     assert rep["per_class"]["Surprised"]["expected_regions"] == ["brows", "mouth", "chin"]
+    spec = rep["specificity"]
+    assert spec["mouth"]["not_expected"] is None and spec["mouth"]["difference"] is None  # both expect it
+    assert spec["brows"]["n_expected"] == 1 and spec["brows"]["n_not_expected"] == 1
+    assert spec["brows"]["difference"] == pytest.approx(
+        rep["per_class"]["Surprised"]["region_shares"]["brows"] - rep["per_class"]["Happy"]["region_shares"]["brows"])
 
 
 # ------------------------------------------------------------------ a trained model on synthetic faces

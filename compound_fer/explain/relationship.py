@@ -30,6 +30,7 @@ __all__ = [
     "expected_region_masks",
     "pointing_game",
     "region_attention",
+    "region_specificity",
     "relationship_from_cams",
     "explain_classes",
     "report_from_cams",
@@ -288,7 +289,26 @@ def region_attention(
         entry["expected_regions"] = list(taxonomy.CATEGORIES[int(c)].regions) if expected == "class" else sorted(
             {r for i in np.flatnonzero(sel) for r in exp_names[i]}, key=taxonomy.REGIONS.index)
         per_class[taxonomy.name_of(int(c))] = entry
-    return {"expected": expected, "overall": summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}
+    return {"expected": expected, "overall": summary(np.ones(len(labels), dtype=bool)), "per_class": per_class,
+            "specificity": region_specificity(per_class)}
+
+
+def region_specificity(per_class: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per region: mean CAM share on it over classes that expect it, over classes that do not, and the
+    difference. Class-specific attention makes the difference positive. A region every class expects
+    (the mouth, in the CFEE table) has no contrast (``None``): the pointing game cannot separate
+    classes there, which is why this measure exists."""
+    out = {}
+    for r in taxonomy.REGIONS:
+        yes = [v["region_shares"][r] for v in per_class.values() if r in v["expected_regions"]
+               and v["region_shares"][r] is not None]
+        no = [v["region_shares"][r] for v in per_class.values() if r not in v["expected_regions"]
+              and v["region_shares"][r] is not None]
+        a = float(np.mean(yes)) if yes else None
+        b = float(np.mean(no)) if no else None
+        out[r] = {"expected": a, "not_expected": b, "difference": None if a is None or b is None else a - b,
+                  "n_expected": len(yes), "n_not_expected": len(no)}
+    return out
 
 
 # --------------------------------------------------------------------------- with models

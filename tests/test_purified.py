@@ -90,12 +90,14 @@ def measure(model, train, test):
 
 
 def test_purification_removes_identity_and_keeps_expression():
-    base_id, base_expr = measure(*train(None))
-    pure_id, pure_expr = measure(*train(1.0))
+    """Means over 5 seeds: one seed's expression accuracy on 192 test faces moves by +-0.03 (one standard error)."""
+    base = torch.tensor([measure(*train(None, seed)) for seed in range(5)]).mean(0)
+    pure = torch.tensor([measure(*train(1.0, seed)) for seed in range(5)]).mean(0)
+    (base_id, base_expr), (pure_id, pure_expr) = base.tolist(), pure.tolist()
     print(f"identity probe {base_id:.3f} -> {pure_id:.3f}; expression (unseen subjects) {base_expr:.3f} -> {pure_expr:.3f}")
     assert base_id > 0.6, "the stand-in data must carry identity strongly"
-    assert pure_id < base_id - 0.25
-    assert pure_expr >= base_expr - 0.02
+    assert pure_id < base_id - 0.5
+    assert pure_expr >= base_expr - 0.03
 
 
 def test_missing_subjects_is_a_clear_error():

@@ -25,7 +25,7 @@ def resolve_config(name_or_path: str) -> Path:
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None) -> None:
-    p.add_argument("--config", default=default_config, required=default_config is None,
+    p.add_argument("--config", default=default_config,
                    help="YAML protocol file or packaged name (demo, cfee_cpu, cfee_reference)")
     p.add_argument("--data", help="a CFEE release or labelled-folder root (overrides data.path)")
     p.add_argument("--test-data", help="an external test folder: every subject of --data trains")
@@ -37,6 +37,7 @@ def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None)
     p.add_argument("--resume", action="store_true", help="skip the runs already completed in --out")
     p.add_argument("--no-fewshot", action="store_true", help="skip the few-shot phase")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, help="torch threads per process (overrides the config's threads)")
 
 
 def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
@@ -44,8 +45,13 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
     from compound_fer.evaluation.report import markdown_tables
     from compound_fer.runner import run_protocol
 
+    if not args.config:
+        raise ConfigError("--config is required: a YAML protocol file or a packaged name (demo, cfee_cpu, "
+                          "cfee_reference)")
     cfg = load_config(resolve_config(args.config))
     overrides = dict(overrides or {})
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     if args.data:
         overrides["data"] = {"source": "path", "path": args.data}
     if args.mode:

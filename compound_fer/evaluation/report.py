@@ -238,14 +238,26 @@ def write_report(out_dir: str | Path, *, rows: Sequence[dict], header: dict, con
     return {"summary": summary, "fewshot": few}
 
 
+def _row_key(r: dict) -> tuple:
+    """What identifies a row: the same run written twice (results.json and rows/) counts once."""
+    return tuple(r.get(k) for k in ("kind", "seed", "mode", "method", "order_index", "compound", "shots", "repeat"))
+
+
 def load_rows(results_dir: str | Path) -> tuple[dict, list[dict]]:
-    """Rows of a run: from results.json when present, else from the per-row files of an unfinished run."""
+    """Rows of a run: results.json merged with the per-row files (rows/*.json), so a folder that several
+    processes filled (e.g. methods split over two ``--resume`` runs) or an unfinished run reports whole."""
     results_dir = Path(results_dir)
     main = results_dir / "results.json"
+    header: dict = {"command": "(rebuilt from rows)", "config": results_dir.name}
+    rows: list[dict] = []
     if main.is_file():
-        data = json.loads(main.read_text())
-        rows = data.pop("rows")
-        return data, rows
-    rows = [json.loads(p.read_text()) for p in sorted((results_dir / "rows").glob("*.json"))]
-    basic = [json.loads(p.read_text()) | {"kind": "basic"} for p in sorted((results_dir / "models").glob("*.json"))]
-    return {"command": "(rebuilt from rows)", "config": results_dir.name}, basic + rows
+        header = json.loads(main.read_text())
+        rows = header.pop("rows")
+    merged = {_row_key(r): r for r in rows}
+    for p in sorted((results_dir / "rows").glob("*.json")):
+        r = json.loads(p.read_text())
+        merged[_row_key(r)] = r
+    rows = list(merged.values())
+    if not any(r.get("kind") == "basic" for r in rows):
+        rows = [json.loads(p.read_text()) | {"kind": "basic"} for p in sorted((results_dir / "models").glob("basic_*.json"))] + rows
+    return header, rows

@@ -13,8 +13,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = False) -> Path:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over ``path``."""
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over ``path``.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp's are owner-only).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,6 +35,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
             write(f)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

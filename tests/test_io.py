@@ -29,3 +29,10 @@ def test_provenance_has_what_results_need():
     assert h["command"] == "compound-fer demo" and h["seed"] == 3
     assert {"commit", "machine", "utc"} <= set(h)
     assert h["machine"]["cpu_count"] >= 1
+
+
+def test_atomic_files_are_as_readable_as_plainly_written_ones(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    p = write_json(tmp_path / "r.json", {"x": 1})  # mkstemp alone would leave it owner-only (0600)
+    assert p.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

@@ -26,12 +26,17 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from compound_fer.errors import CompoundFERError
 from compound_fer.io import atomic_write
 
 FORMAT = "compound_fer/step-checkpoint-v1"
 
 #: test hook: seconds to sleep after training each continual step (so a test can kill a run mid-step)
 PAUSE_ENV = "COMPOUND_FER_STEP_PAUSE"
+
+
+class CheckpointError(CompoundFERError):
+    """A step checkpoint that cannot be used (truncated, corrupt, another format, or from other code)."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -104,13 +109,20 @@ class StepCheckpoint:
         return atomic_write(self.path, lambda f: f.write(buf.getbuffer()), binary=True)
 
     def load(self, *, restore: bool = True) -> tuple[int, dict[str, Any]] | None:
-        """``(step, state)`` of the saved step, or None when there is no checkpoint; restores the RNGs."""
+        """``(step, state)`` of the saved step, or None when there is no checkpoint; restores the RNGs.
+
+        Raises :class:`CheckpointError` for a file that is not a whole checkpoint of this format.
+        """
         if not self.path.is_file():
             return None
-        with open(self.path, "rb") as f:
-            payload = _Pickler.make_loader(f, self.external).load()
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{self.path} is not a compound_fer step checkpoint")
+        try:
+            with open(self.path, "rb") as f:
+                payload = _Pickler.make_loader(f, self.external).load()
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
+            raise CheckpointError(f"{self.path} cannot be read as a step checkpoint (truncated or corrupt?): "
+                                  f"{type(err).__name__}: {err}") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT or "step" not in payload:
+            raise CheckpointError(f"{self.path} is not a compound_fer step checkpoint ({FORMAT})")
         if restore:
             restore_rng(payload["rng"])
         return int(payload["step"]), payload["state"]
@@ -127,4 +139,4 @@ def step_pause() -> None:
         time.sleep(float(pause))
 
 
-__all__ = ["PAUSE_ENV", "StepCheckpoint", "capture_rng", "restore_rng", "step_pause"]
+__all__ = ["PAUSE_ENV", "CheckpointError", "StepCheckpoint", "capture_rng", "restore_rng", "step_pause"]

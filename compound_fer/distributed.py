@@ -47,10 +47,25 @@ def init_from_env(cfg: Any = None) -> Any:
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)
     if not tdist.is_initialized():
+        _import_avalanche_before_group()
         tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
     if cfg is not None and getattr(cfg, "device", None) != device:
         cfg = cfg.model_copy(update={"device": device})
     return cfg
+
+
+def _import_avalanche_before_group() -> None:
+    """Import Avalanche's training package while no process group exists yet.
+
+    Avalanche 0.6 builds an ``InteractiveLogger`` in a class body at import time
+    (``strategy_wrappers.AETraining``), and a logger created on a rank other than 0 of a live process group
+    raises ``RuntimeError`` ("creating a logger in a non-main process"): imported after
+    ``init_process_group`` (as the runner's lazy imports would), every rank > 0 dies.
+    """
+    try:
+        import avalanche.training  # noqa: F401
+    except ImportError:  # pragma: no cover - plain-torch use of this module
+        pass
 
 
 def is_distributed() -> bool:
@@ -141,6 +156,35 @@ def same_on_all_ranks(model: nn.Module, *, atol: float = 0.0) -> bool:
     return all(float((p.cpu() - flat).abs().max()) <= atol for p in parts)
 
 
+@torch.no_grad()
+def sync_buffers(model: nn.Module) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) over ranks; take rank 0's others.
+
+    Averaged gradients keep the *parameters* identical, but a BatchNorm in training mode updates its
+    running statistics from this rank's shard only, so ranks drift apart (and then disagree on validation
+    accuracy, early stopping and PSMR ranking). Called at the end of every epoch.
+    """
+    if not is_distributed():
+        return
+    bufs = list(unwrap(model).buffers())
+    floats = [b for b in bufs if b.is_floating_point()]
+    others = [b for b in bufs if not b.is_floating_point()]
+    dev = _comm_device()
+    for group, reduce in ((floats, True), (others, False)):
+        if not group:
+            continue
+        flat = torch.cat([b.detach().reshape(-1).to(dev, torch.float64 if reduce else torch.int64) for b in group])
+        if reduce:
+            tdist.all_reduce(flat)
+            flat /= world_size()
+        else:
+            tdist.broadcast(flat, src=0)
+        i = 0
+        for b in group:
+            b.copy_(flat[i : i + b.numel()].view_as(b).to(b.device, b.dtype))
+            i += b.numel()
+
+
 # ---------------------------------------------------------------------------------------- models
 def wrap_model(model: nn.Module) -> nn.Module:
     """``DistributedDataParallel(model)`` under torchrun (as Avalanche's ``DistributedHelper.wrap_model``,
@@ -172,7 +216,8 @@ def pregrow_head(head: nn.Module, num_classes: int) -> None:
 
 
 class GradientSyncPlugin:
-    """Avalanche plugin: average gradients over ranks before every optimizer step (DDP's all-reduce).
+    """Avalanche plugin: average gradients over ranks before every optimizer step (DDP's all-reduce), and
+    BatchNorm statistics after every epoch (:func:`sync_buffers`).
 
     One flat all-reduce per step; a parameter with no gradient on a rank contributes zeros, and keeps
     ``grad=None`` when no rank produced one (so optimizers skip it as they would single-process).
@@ -200,6 +245,9 @@ class GradientSyncPlugin:
             if float(h) > 0:
                 p.grad = g.clone()
 
+    def after_training_epoch(self, strategy, **kwargs) -> None:  # noqa: ANN001 - Avalanche callback
+        sync_buffers(strategy.model)
+
 
 def training_plugins() -> list[Any]:
     """Plugins a strategy needs under torchrun (gradient averaging); empty single-process."""
@@ -212,5 +260,5 @@ def shard(n: int) -> Sequence[int] | slice:
 
 
 __all__ = ["GradientSyncPlugin", "all_gather_tensor", "barrier", "broadcast_object", "init_from_env",
-           "is_distributed", "is_main", "predict", "pregrow_head", "rank", "same_on_all_ranks", "shard",
+           "is_distributed", "is_main", "predict", "pregrow_head", "rank", "same_on_all_ranks", "shard", "sync_buffers",
            "shutdown", "training_plugins", "unwrap", "wrap_model", "world_size"]

@@ -23,7 +23,7 @@ import torch
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig, dump_config
 from compound_fer.data.faceset import FaceSet
-from compound_fer.errors import ConfigError, DataError
+from compound_fer.errors import ConfigError, DataError, WeightsError
 from compound_fer.io import provenance, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,15 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     weights = out_dir / "models" / f"basic_seed{seed}.pt"
     meta_path = weights.with_suffix(".json")
     if resume and weights.is_file() and meta_path.is_file():
-        model.load_state_dict(load_state_dict(weights))
-        info = json.loads(meta_path.read_text())
-        log.info("basic phase: loaded %s (resume)", weights)
-        return model, info
+        try:
+            info = json.loads(meta_path.read_text())
+            model.load_state_dict(load_state_dict(weights))
+        except (WeightsError, ValueError, RuntimeError) as err:  # half-written or foreign files: train again
+            log.warning("resume: %s cannot be reloaded (%s); training the basic phase again", weights, err)
+        else:
+            info.pop("format", None)  # file metadata, not a result: the row equals a fresh run's
+            log.info("basic phase: loaded %s (resume)", weights)
+            return model, info
     tr, va, te = (s.where(labels=labels) for s in (splits.train, splits.val, splits.test))
     for part, name in ((tr, "train"), (va, "validation"), (te, "test")):
         if len(part) == 0:
@@ -165,8 +170,11 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     }
     from compound_fer import distributed as dist
 
+    if dist.is_distributed():  # every rank must hold the same basic model (a collective: all ranks call it)
+        info["ranks_in_sync"] = dist.same_on_all_ranks(model)
     if dist.is_main():
         save_model(model, weights, meta=info)
+
     log.info("basic phase: val %.3f, test %.3f (%.0f s)", res.best_val_accuracy, test_acc, res.seconds)
     return model, info
 
@@ -221,6 +229,47 @@ def _close_loggers(evaluator) -> None:
         close = getattr(lg, "close", None)
         if close:
             close()
+
+
+def read_row(path: Path) -> dict | None:
+    """A completed row written by this runner, or None when absent or unusable (then it is recomputed).
+
+    Rows are written atomically, so a torn row means outside damage; it is logged and never trusted.
+    """
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("resume: %s is unreadable (%s); recomputing it", path, err)
+        return None
+    if not isinstance(row, dict) or "kind" not in row or "seed" not in row:
+        log.warning("resume: %s is not a results row; recomputing it", path)
+        return None
+    return row
+
+
+def _load_checkpoint(ckpt) -> tuple[int, dict] | None:
+    """The saved step of ``ckpt``, or None when it is absent or unusable (the run then starts at step 0)."""
+    from compound_fer.checkpoint import CheckpointError
+
+    try:
+        return ckpt.load()
+    except CheckpointError as err:
+        log.warning("resume: %s; starting this run from step 0", err)
+        return None
+
+
+def remove_stale_temp_files(out_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed atomic write left (``.<name>.*.tmp``); they are never read."""
+    gone = []
+    for sub in ("rows", "checkpoints", "models"):
+        for tmp in (out_dir / sub).glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    if gone:
+        log.info("resume: removed %d temporary file(s) left by an interrupted write", len(gone))
+    return gone
 
 
 def _row_path(out_dir: Path, seed: int, method: str, order: int) -> Path:
@@ -296,7 +345,7 @@ def run_continual(
         # evaluator (open log files) and cached maps (recomputed bit for bit) are saved by reference
         ckpt = StepCheckpoint(path=checkpoint, external={"evaluator": evaluator, "train_inputs": inputs.train,
                                                          "test_inputs": inputs.test})
-        loaded = ckpt.load() if resume else None
+        loaded = _load_checkpoint(ckpt) if resume else None
         if loaded is not None:
             done, st = loaded
             strategy, model, net, record, step_seconds = (st[k] for k in ("strategy", "model", "net", "record",
@@ -327,6 +376,8 @@ def run_continual(
             ckpt.save(step=step, state={"strategy": strategy, "model": model, "net": net, "record": record,
                                         "step_seconds": step_seconds, "elapsed": time.perf_counter() - start})
     seconds = time.perf_counter() - start
+    # under torchrun: every rank must end with the same weights (a collective: all ranks call it)
+    in_sync = dist.same_on_all_ranks(strategy.model) if dist.is_distributed() else None
     _close_loggers(evaluator)
     if save_to is not None and strategy.model is net and dist.is_main():  # GDumb/iCaRL replace or wrap the model: not saved
         from compound_fer.model_io import save_model
@@ -340,6 +391,7 @@ def run_continual(
         "seconds": round(seconds, 2), "step_seconds": [round(s, 3) for s in step_seconds],
         "train_seconds_after_basic": round(sum(step_seconds[1:]), 2),
         "class_names": list(bench.names), **record.to_dict(),
+        **({"ranks_in_sync": in_sync} if in_sync is not None else {}),
     }
 
 
@@ -376,6 +428,8 @@ def run_protocol(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if dist.is_main():
+        if resume:
+            remove_stale_temp_files(out_dir)
         write_text(out_dir / "config.yaml", dump_config(cfg))
     header = provenance(command=command, seed=seeds[0] if len(seeds) == 1 else None, seeds=seeds,
                         config=cfg.name, data=str(data_path or cfg.data.path or "synthetic"),
@@ -415,8 +469,9 @@ def run_protocol(
                 ckpt_path = out_dir / "checkpoints" / path.with_suffix(".ckpt").name
                 if not resume and dist.is_main():
                     ckpt_path.unlink(missing_ok=True)  # a fresh run never continues an old one
-                if dist.broadcast_object(resume and path.is_file()):
-                    rows.append(json.loads(path.read_text()))
+                done = dist.broadcast_object(read_row(path) if resume else None)
+                if done is not None:
+                    rows.append(done)
                     log.info("resume: %s order %d seed %d already done", method, oi, seed)
                     continue
                 log.info("continual: %s, order %d/%d, seed %d", method, oi + 1, len(all_orders), seed)
@@ -454,8 +509,9 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model, splits: Splits, input
         for rep in range(cfg.fewshot.repeats):
             for name in compounds:
                 path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}.json"
-                if resume and path.is_file():
-                    rows.append(json.loads(path.read_text()))
+                done = read_row(path) if resume else None
+                if done is not None:
+                    rows.append(done)
                     continue
                 res = run_fewshot(basic_model=basic_model, train=splits.train, test=splits.test, compound=name,
                                   shots=shots, seed=seed * 100 + rep, epochs=cfg.fewshot.epochs, lr=cfg.fewshot.lr,

@@ -106,7 +106,9 @@ def train_basic(
             opt.step()
             total += float(loss.detach()) * len(idx)
             n += len(idx)
-        val_acc = accuracy(model, val_xf, val_y, device=device)
+        dist.sync_buffers(model)  # BatchNorm statistics saw one shard per rank: average them
+        # rank 0 decides (best epoch, early stop) so every rank takes the same path through the loop
+        val_acc = dist.broadcast_object(accuracy(model, val_xf, val_y, device=device))
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / max(n, 1):.3f}", val=f"{val_acc:.3f}")
         if not progress:

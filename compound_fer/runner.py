@@ -49,9 +49,15 @@ def load_dataset(cfg: ProtocolConfig, *, path: str | None = None, progress: bool
                         image_size=cfg.data.image_size, seed=s.seed, progress=progress)
     from compound_fer.data.load import load_faces
 
-    faces = load_faces(path or cfg.data.path, image_size=cfg.data.image_size, method=cfg.data.face_method,
+    root = path or cfg.data.path
+    faces = load_faces(root, image_size=cfg.data.image_size, method=cfg.data.face_method,
                        margin=cfg.data.face_margin, progress=progress)
-    return faces.where(labels=[taxonomy.label_of(n) for n in names])
+    kept = faces.where(labels=[taxonomy.label_of(n) for n in names])
+    if len(kept) == 0:
+        hint = " (set data.include_neutral: true to use Neutral)" if "Neutral" in faces.class_names else ""
+        raise DataError(f"{root}: none of its {len(faces)} face(s) is of a class this protocol uses; it holds "
+                        f"{', '.join(faces.class_names)}{hint}")
+    return kept
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,10 @@ class Splits:
     info: dict
 
 
+_EXTERNAL_NEEDS_STRICT = ("--test-data (data.test_path) needs evaluation.mode: strict, got {mode!r}: the reference "
+                          "mode reports its validation fold and has no test set; drop --mode reference or --test-data")
+
+
 def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: FaceSet | None = None) -> Splits:
     """strict: subject-disjoint train/val/test, or an external test set; reference: val fold doubles as test."""
     from compound_fer.data import splits as sp
@@ -73,12 +83,23 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
     ev = cfg.evaluation
     if test_faces is not None:
         if ev.mode != "strict":
-            raise ConfigError("--test-data needs evaluation.mode: strict (the reference mode has no test set)")
+            raise ConfigError(_EXTERNAL_NEEDS_STRICT.format(mode=ev.mode))
         # Every subject of --data trains (a small validation share for early stopping); the folder tests.
-        sp.external_test(faces, test_faces)  # warns when subject ids overlap, fails when no class is shared
+        ext = sp.external_test(faces, test_faces)  # warns when subject ids overlap, fails when no class is shared
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
-        info = {"mode": "strict", "test": "external", "train_subjects": int(len(np.unique(subjects[s.train]))),
-                "train_images": len(s.train), "val_images": len(s.val), "test_images": len(test_faces)}
+        ids = lambda a: sorted(int(x) for x in np.unique(a))  # noqa: E731
+        missing = sorted(set(faces.class_names) - set(test_faces.class_names), key=taxonomy.label_of)
+        if missing:
+            log.warning("the external test folder has no image of %s: their test accuracy cannot be measured",
+                        ", ".join(missing))
+        info = {"mode": "strict", "test": "external",
+                "train_subjects": len(ids(subjects[s.train])), "val_subjects": len(ids(subjects[s.val])),
+                "test_subjects": len(ids(test_faces.subjects.numpy())),
+                "train_images": len(s.train), "val_images": len(s.val), "test_images": len(test_faces),
+                "test_root": str(test_faces.meta.get("root", "")), "test_missing_classes": missing,
+                "shared_subject_ids": list(ext.shared_subjects),
+                "train_subject_ids": ids(subjects[s.train]), "val_subject_ids": ids(subjects[s.val]),
+                "test_subject_ids": ids(test_faces.subjects.numpy())}
         return Splits(faces.subset(s.train), faces.subset(s.val), test_faces, info)
     if ev.mode == "strict":
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)
@@ -434,6 +455,8 @@ def run_protocol(
     header = provenance(command=command, seed=seeds[0] if len(seeds) == 1 else None, seeds=seeds,
                         config=cfg.name, data=str(data_path or cfg.data.path or "synthetic"),
                         test_data=str(test_path or cfg.data.test_path or ""))
+    if (test_path or cfg.data.test_path) and cfg.evaluation.mode != "strict":  # fail before minutes of loading
+        raise ConfigError(_EXTERNAL_NEEDS_STRICT.format(mode=cfg.evaluation.mode))
     faces = load_dataset(cfg, path=data_path, progress=progress)
     test_faces = None
     if test_path or cfg.data.test_path:

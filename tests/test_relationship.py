@@ -255,3 +255,41 @@ def test_gradcam_command_synthetic(tmp_path, capsys):
     for stem in ("gradcam_subject", "gradcam_mean_cams", "gradcam_relationship_pearson", "gradcam_regions"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
     assert "pointing game" in capsys.readouterr().out
+
+
+def test_gradcam_command_explains_the_config_split(tmp_path, capsys):
+    """`--model --config --split test --seed` rebuilds the protocol's split and explains only its test
+    subjects (faces no model of that run trained on); --split without --config is refused."""
+    from compound_fer import runner
+    from compound_fer.cli import main
+    from compound_fer.config import load_config
+    from compound_fer.model_io import save_model
+    from compound_fer.models import build_model
+
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text("name: tiny\ndata: {source: synthetic, image_size: 64, synthetic: {n_subjects: 10, "
+                        "per_subject: 1, seed: 3}}\nevaluation: {mode: strict, val_fraction: 0.2, test_fraction: 0.3}\n"
+                        "model: {backbone: small_cnn, pretrained: false}\nseeds: [0]\n")
+    classes = ["Happy", "Surprised", "Happily surprised"]
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=3, pretrained=False, image_size=64)
+    weights = save_model(model, tmp_path / "m.pt", meta={"classes": classes, "backbone": "small_cnn", "image_size": 64})
+    out = tmp_path / "gc"
+    rc = main(["gradcam", "--model", str(weights), "--config", str(cfg_path), "--split", "test", "--seed", "1",
+               "--method", "gradcam", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    cfg = load_config(cfg_path)
+    splits = runner.make_splits(cfg, runner.load_dataset(cfg, progress=False), seed=1)
+    labels = [taxonomy.label_of(n) for n in classes]
+    test = splits.test.where(labels=labels)
+    assert rep["n_images"] == len(test) > 0
+    assert rep["faces"]["split"] == "test" and rep["faces"]["seed"] == 1
+    assert rep["faces"]["images"] == len(splits.test)
+    assert not set(splits.test.subjects.tolist()) & set(splits.train.subjects.tolist())
+    assert rep["relationship"]["pearson"]["components"]["summary"]["n_compounds"] == 1
+
+    capsys.readouterr()
+    assert main(["gradcam", "--model", str(weights), "--data", str(tmp_path), "--split", "test",
+                 "--out", str(out)]) == 2
+    assert "--split test needs --config" in capsys.readouterr().err

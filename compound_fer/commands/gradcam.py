@@ -15,6 +15,7 @@ HELP = "Grad-CAM figures and basic-compound relationship measures (similarity, c
 log = logging.getLogger(__name__)
 
 METHOD_CHOICES = ("guided", "gradcam", "gradcam++", "hirescam", "eigencam", "layercam")
+SPLIT_CHOICES = ("all", "train", "val", "test")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +25,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", type=Path, help="a saved model (.pt with its .json metadata, from `compound-fer run`)")
     p.add_argument("--compound-model", action="append", default=[], type=Path, metavar="PATH",
                    help="few-shot model(s) to explain the compounds they learned, as the reference does (repeatable)")
-    p.add_argument("--data", type=Path, help="face folder for --model (a CFEE-style tree readable by compound_fer.data.load)")
+    p.add_argument("--data", type=Path, help="face folder for --model (a CFEE-style tree readable by compound_fer.data.load); "
+                   "with --config it overrides the config's data path")
+    p.add_argument("--config", default=None,
+                   help="--model: the protocol config (YAML or packaged name, e.g. cfee_cpu) the model was trained "
+                        "with: its face crops, and its split for --split")
+    p.add_argument("--split", default="all", choices=SPLIT_CHOICES,
+                   help="--model: explain only this part of the config's split for --seed (needs --config; "
+                        "test = subjects never seen in training). Default: all images")
     p.add_argument("--method", default="guided", choices=METHOD_CHOICES,
                    help="CAM method (default: guided, the reference's guided Grad-CAM)")
     p.add_argument("--expected", default="class", choices=("class", "aus"),
@@ -35,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=None,
                    help="--synthetic: comma-separated categories (default: the 6 basic and 15 compound)")
     p.add_argument("--subjects", type=int, default=20, help="--synthetic: training subjects")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="--synthetic: data and training seed; --model with --split: the split's seed")
     p.add_argument("--out", type=Path, default=Path("runs/gradcam"), help="output folder (figures + report.json)")
 
 
@@ -80,6 +89,58 @@ def train_synthetic_model(faces, *, epochs: int = 12, lr: float = 1e-3, batch_si
             opt.step()
     model.eval()
     return model, order
+
+
+def load_explained_faces(data: Path | None, *, config: str | None = None, split: str = "all", seed: int = 0,
+                         image_size: int = 112):
+    """The faces to explain for ``--model``: returns ``(faces, info)``.
+
+    Without ``config``: every image ``data`` holds (``compound_fer.data.load.load_faces`` with its default
+    crops), and ``split`` must be ``"all"``. With ``config`` (a YAML path or packaged name): the faces as
+    the protocol runner loads them (``runner.load_dataset``: the config's crop method and margin, neutral
+    excluded unless the config includes it; ``data`` overrides ``data.path``), and for ``split`` in
+    train / val / test that part of ``runner.make_splits(cfg, faces, seed=seed)``, the same split
+    the runner trained with for that seed (``"test"``: subjects no model of that run has seen).
+    ``image_size`` (the model's input size) replaces the config's. ``info`` describes the selection
+    (JSON-able, goes into the report).
+    """
+    from compound_fer.errors import ConfigError, DataError
+
+    if split not in SPLIT_CHOICES:
+        raise ConfigError(f"--split {split!r}: expected one of {', '.join(SPLIT_CHOICES)}")
+    if config is None:
+        if split != "all":
+            raise ConfigError(f"--split {split} needs --config (the protocol config whose split to rebuild)")
+        if data is None:
+            raise DataError("--model needs --data (the face folder to explain) or --config")
+        from compound_fer.data.load import load_faces
+
+        faces = load_faces(data, image_size=image_size)
+        return faces, {"data": str(data), "split": "all", "images": len(faces),
+                       "subjects": int(len(faces.subjects.unique()))}
+    from compound_fer import runner
+    from compound_fer.commands._common import resolve_config
+    from compound_fer.config import load_config
+
+    cfg = load_config(resolve_config(config))
+    overrides: dict[str, Any] = {"data": {"image_size": int(image_size)}}
+    if cfg.data.image_size != int(image_size):
+        log.warning("config %s crops at %d px, the model takes %d px: using %d px", cfg.name, cfg.data.image_size,
+                    image_size, image_size)
+    if data is not None:
+        overrides["data"].update(source="path", path=str(data))
+    cfg = cfg.with_overrides(**overrides)
+    faces = runner.load_dataset(cfg, progress=False)
+    info: dict[str, Any] = {"data": str(data) if data is not None else str(cfg.data.path or "synthetic"),
+                            "config": cfg.name, "split": split}
+    if split != "all":
+        splits = runner.make_splits(cfg, faces, seed=seed)
+        faces = getattr(splits, split)
+        if len(faces) == 0:
+            raise DataError(f"--split {split}: the {cfg.name} split for seed {seed} has no image there")
+        info.update(seed=int(seed), mode=cfg.evaluation.mode, split_info=splits.info)
+    info.update(images=len(faces), subjects=int(len(faces.subjects.unique())))
+    return faces, info
 
 
 def accuracy(model, faces, class_order: Sequence[int], batch_size: int = 64) -> float:
@@ -141,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {}
     compound_models = None
+    if args.synthetic and (args.config is not None or args.split != "all"):
+        from compound_fer.errors import ConfigError
+
+        raise ConfigError("--config and --split go with --model (--synthetic makes its own held-out faces)")
     if args.synthetic:
         from compound_fer.data.synthetic import generate
 
@@ -156,16 +221,12 @@ def run(args: argparse.Namespace) -> int:
                  "test_accuracy": accuracy(model, faces, order), "data": "synthetic (nuisance off), held-out subjects"}
         log.info("small_cnn trained in %.1f s, held-out accuracy %.3f", extra["train_seconds"], extra["test_accuracy"])
     else:
-        from compound_fer.errors import DataError
         from compound_fer.model_io import load_model
-
-        if args.data is None:
-            raise DataError("--model needs --data (the face folder to explain)")
-        from compound_fer.data.load import load_faces
 
         model, meta = load_model(args.model)
         order = [taxonomy.label_of(n) for n in meta["classes"]]
-        faces = load_faces(args.data, image_size=int(meta.get("image_size", 112)))
+        faces, faces_info = load_explained_faces(args.data, config=args.config, split=args.split, seed=args.seed,
+                                                 image_size=int(meta.get("image_size", 112)))
         compound_models = {}
         for path in args.compound_model:
             m, mm = load_model(path)
@@ -173,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
             for lab in corder:
                 if taxonomy.CATEGORIES[lab].kind == "compound":
                     compound_models[lab] = (m, corder)
-        extra = {"model": str(args.model), "compound_models": [str(p) for p in args.compound_model]}
+        extra = {"model": str(args.model), "compound_models": [str(p) for p in args.compound_model],
+                 "faces": faces_info}
     present = set(int(c) for c in faces.class_labels) & set(order)
     basic = [c for c in (taxonomy.label_of(n) for n in taxonomy.basic_names()) if c in present]
     compound = [c for c in (taxonomy.label_of(n) for n in taxonomy.compound_names())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -195,7 +196,6 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
         info["ranks_in_sync"] = dist.same_on_all_ranks(model)
     if dist.is_main():
         save_model(model, weights, meta=info)
-
     log.info("basic phase: val %.3f, test %.3f (%.0f s)", res.best_val_accuracy, test_acc, res.seconds)
     return model, info
 
@@ -346,6 +346,10 @@ def run_continual(
     options = dict(cfg.continual.method_options.get(method, {}))
     extra = {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
              "teacher_mode": kd.teacher_mode, "memory_mode": cfg.continual.memory_mode, "quota": quota, **options}
+    if entry.needs_subjects:  # PurifiedLearning: subject ids of every training sample, experience by experience
+        from compound_fer.training.purified import benchmark_subjects
+
+        extra["subjects"] = benchmark_subjects(bench, splits.train)
     evaluator = make_evaluator(cfg, log_dir)
     strategy = make_strategy(
         method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
@@ -394,8 +398,14 @@ def run_continual(
         pred = dist.predict(strategy.model, test_x[torch.from_numpy(mask)], device=cfg.device).numpy()
         record.add_step(test_y[mask], pred, new_classes=exp_classes[step])
         if ckpt is not None and dist.is_main():
-            ckpt.save(step=step, state={"strategy": strategy, "model": model, "net": net, "record": record,
-                                        "step_seconds": step_seconds, "elapsed": time.perf_counter() - start})
+            try:
+                ckpt.save(step=step, state={"strategy": strategy, "model": model, "net": net, "record": record,
+                                            "step_seconds": step_seconds, "elapsed": time.perf_counter() - start})
+            except (pickle.PicklingError, TypeError, AttributeError) as err:  # a plugin holding an unpicklable object
+                log.warning("step checkpoints off for %s order %d: its state cannot be pickled (%s); the row is "
+                            "still written when the order ends, and --resume redoes this order from step 0",
+                            method, order_index, err)
+                ckpt = None
     seconds = time.perf_counter() - start
     # under torchrun: every rank must end with the same weights (a collective: all ranks call it)
     in_sync = dist.same_on_all_ranks(strategy.model) if dist.is_distributed() else None

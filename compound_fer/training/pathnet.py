@@ -188,7 +188,11 @@ class PathNetStrategy(SupervisedTemplate):
         return model.to(self.device)
 
     def make_optimizer(self, **kwargs: Any) -> None:
-        self.optimizer = make_optimizer(self.model.trainable_parameters(), self.args)
+        # Avalanche calls this once *before* model_adaptation too; once every module is frozen, only the
+        # new task's head (added by the adaptation) trains, so that first call may find nothing to optimise.
+        params = self.model.trainable_parameters()
+        if params:
+            self.optimizer = make_optimizer(params, self.args)
 
     def _draw_pair(self) -> tuple[int, int]:
         i, j = torch.randperm(self.population_size, generator=self.g)[:2].tolist()

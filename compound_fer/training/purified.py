@@ -272,13 +272,15 @@ def plugin_from_args(args: StrategyArgs) -> PurifiedLearning:
     )
 
 
-@register("purified", summary="fine-tuning + PurifiedLearning (identity probe, purification of expression features)")
+@register("purified", summary="fine-tuning + PurifiedLearning (identity probe, purification of expression features)",
+          needs_subjects=True)
 def build_purified(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
     """Plain fine-tuning with the PurifiedLearning plugin; the dataset must carry ``subjects``."""
     return _template(model=model, args=args, evaluator=evaluator, plugins=[*plugins, plugin_from_args(args)])
 
 
-@register("kdpsmr+purified", summary="KD + PSMR (the paper's method) with PurifiedLearning added", uses_memory=True)
+@register("kdpsmr+purified", summary="KD + PSMR (the paper's method) with PurifiedLearning added", uses_memory=True,
+          caps_new_class=True, needs_subjects=True)
 def build_kdpsmr_purified(*, model: Any, args: StrategyArgs, evaluator: Any = None,
                           plugins: Sequence[Any] = ()) -> Any:
     """The paper's KD + PSMR strategy, with PurifiedLearning appended to its plugins."""

@@ -52,20 +52,23 @@ class Entry:
     uses_memory: bool
     #: the method samples the new class's m images itself (PSMR), so the scenario must not cap them first
     caps_new_class: bool = False
+    #: the method needs each training sample's subject id (PurifiedLearning): the runner passes
+    #: ``extra["subjects"]``, one id tensor per training experience
+    needs_subjects: bool = False
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, *, summary: str, uses_memory: bool = False,
-             caps_new_class: bool = False) -> Callable[[Builder], Builder]:
+def register(name: str, *, summary: str, uses_memory: bool = False, caps_new_class: bool = False,
+             needs_subjects: bool = False) -> Callable[[Builder], Builder]:
     """Decorator: register ``builder`` under ``name`` (lower-case, unique)."""
 
     def deco(builder: Builder) -> Builder:
         key = name.lower()
         if key in _REGISTRY and _REGISTRY[key].builder is not builder:
             raise ValueError(f"strategy {key!r} registered twice")
-        _REGISTRY[key] = Entry(key, builder, summary, uses_memory, caps_new_class)
+        _REGISTRY[key] = Entry(key, builder, summary, uses_memory, caps_new_class, needs_subjects)
         return builder
 
     return deco

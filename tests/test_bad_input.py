@@ -16,23 +16,12 @@ from compound_fer.data.folder import read_folder
 from compound_fer.data.images import SkipReport, read_image
 from compound_fer.data.load import load_faces, scan
 from compound_fer.errors import DataError
+from landmark_shapes import cfee_points
 
 
 # ------------------------------------------------------------------ synthetic faces with landmarks
 def landmarks(cx=100.0, cy=100.0, s=1.0) -> np.ndarray:
-    def ring(x, y, rx, ry, n, start=0.0):
-        t = start + np.arange(n) * 2 * np.pi / n
-        return np.stack([x + rx * np.cos(t), y + ry * np.sin(t)], 1)
-
-    p = np.zeros((78, 2))
-    p[0], p[9] = (-30, -10), (30, -10)
-    p[1:9], p[10:18] = ring(-30, -10, 11, 5, 8), ring(30, -10, 11, 5, 8)
-    p[18:26], p[26:34] = ring(-30, -30, 16, 3, 8), ring(30, -30, 16, 3, 8)
-    p[34:49] = np.stack([np.linspace(-10, 10, 15), np.linspace(-5, 30, 15)], 1)
-    p[49:57], p[57:63] = ring(0, 55, 22, 9, 8, np.pi), ring(0, 55, 14, 3, 6, np.pi)
-    t = np.linspace(np.pi, 0, 15)
-    p[63:78] = np.stack([60 * np.cos(t), -10 + 90 * np.sin(t)], 1)
-    return p * s + (cx, cy)
+    return cfee_points() * s + (cx, cy)
 
 
 def face(lm: np.ndarray, shape=(200, 200)) -> np.ndarray:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from compound_fer import cli, taxonomy
 from compound_fer.data.synthetic import generate
+from landmark_shapes import cfee_points
 
 SIZE = 32
 TINY = {
@@ -32,18 +33,7 @@ CLASSES = [c.name for c in taxonomy.categories(("basic", "compound"))]  # the 21
 def full_frame_landmarks(size: int) -> np.ndarray:
     """78 CFEE-scheme points (eyes level) whose contour + brows box is the whole image: with margin 0 the
     landmark crop is the image itself (Haar finds only some cartoon faces, so the test does not rely on it)."""
-    def ring(x, y, rx, ry, n, start=0.0):
-        t = start + np.arange(n) * 2 * np.pi / n
-        return np.stack([x + rx * np.cos(t), y + ry * np.sin(t)], 1)
-
-    p = np.zeros((78, 2))
-    p[0], p[9] = (-30, -10), (30, -10)
-    p[1:9], p[10:18] = ring(-30, -10, 11, 5, 8), ring(30, -10, 11, 5, 8)
-    p[18:26], p[26:34] = ring(-30, -30, 16, 3, 8), ring(30, -30, 16, 3, 8)
-    p[34:49] = np.stack([np.linspace(-10, 10, 15), np.linspace(-5, 30, 15)], 1)
-    p[49:57], p[57:63] = ring(0, 55, 22, 9, 8, np.pi), ring(0, 55, 14, 3, 6, np.pi)
-    t = np.linspace(np.pi, 0, 15)
-    p[63:78] = np.stack([60 * np.cos(t), -60 + 120 * np.sin(t)], 1)
+    p = cfee_points(contour_top=-60.0, contour_height=120.0)
     lo, hi = p[np.r_[18:34, 63:78]].min(0), p[np.r_[18:34, 63:78]].max(0)
     return (p - (lo + hi) / 2) * (size / (hi - lo).max()) + size / 2
 

@@ -5,17 +5,17 @@ import pytest
 from compound_fer.config import parse_config
 from compound_fer.runner import run_protocol
 from compound_fer.training.registry import available
+from test_runner import TINY as BASE
 
 TINY = {
+    **BASE,
     "name": "tiny_all",
     "data": {"source": "synthetic", "image_size": 32, "synthetic": {"n_subjects": 8, "per_subject": 1, "seed": 0}},
     "evaluation": {"mode": "strict", "val_fraction": 0.25, "test_fraction": 0.25},
-    "model": {"backbone": "small_cnn", "pretrained": False},
     "basic": {"epochs": 1, "lr": 0.002, "batch_size": 32, "patience": 1},
     "continual": {"orders": 1, "epochs": 1, "lr": 0.001, "augment_views": 1,
                   "method_options": {"omni": {"dm_iterations": 2}, "pathnet": {"population": 4, "tournament_steps": 1}}},
     "fewshot": {"enabled": False},
-    "threads": 1,
     "loggers": [],
 }
 

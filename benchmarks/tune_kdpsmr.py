@@ -1,4 +1,4 @@
-"""Tune KD+PSMR's continual settings on the VALIDATION subjects of the strict split (never the test ones).
+"""Tune KD+PSMR's (or another method's) continual settings on the VALIDATION subjects of the strict split (never the test ones).
 
 Loads the basic model of a finished ``compound-fer run`` (its ``models/basic_seed<seed>.pt``), rebuilds the
 same strict split, and runs KD+PSMR over a few class orders with the validation subjects as the scored
@@ -23,7 +23,12 @@ VARIANTS: dict[str, dict] = {
     "epochs 20": {"continual": {"epochs": 20}},
     "gamma0 0.5": {"continual": {"kd": {"gamma0": 0.5}}},
     "mask padding": {"continual": {"kd": {"teacher_padding": "mask"}}},
+    # kdpsmr+purified (--method kdpsmr+purified): the purification weight
+    "purify 0": {"continual": {"method_options": {"kdpsmr+purified": {"purify_weight": 0.0}}}},
+    "purify 0.1": {"continual": {"method_options": {"kdpsmr+purified": {"purify_weight": 0.1}}}},
+    "purify 1": {"continual": {"method_options": {"kdpsmr+purified": {"purify_weight": 1.0}}}},
 }
+DEFAULT_VARIANTS = ("as configured", "lr 1e-4", "epochs 20", "gamma0 0.5", "mask padding")
 
 
 def main() -> int:
@@ -34,7 +39,7 @@ def main() -> int:
     ap.add_argument("--orders", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated names of VARIANTS")
     ap.add_argument("--out", default="benchmarks/results/kdpsmr_tuning.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -162,7 +162,8 @@ def plot_step_curves(rows: Sequence[dict], out: Path) -> list[str]:
             groups[_group_key(r)].append(r)
     written: list[str] = []
     fig_all, ax_all = plt.subplots(figsize=(7, 4.2))
-    for key, rs in sorted(groups.items()):
+    colours = plt.get_cmap("tab10").colors
+    for i, (key, rs) in enumerate(sorted(groups.items())):
         curves = np.array([r["step_accuracy"] for r in rs], dtype=float)
         means = np.nanmean(curves, axis=1)
         x = np.arange(curves.shape[1])
@@ -175,7 +176,9 @@ def plot_step_curves(rows: Sequence[dict], out: Path) -> list[str]:
         ax.grid(alpha=0.3)
         ax.legend()
         written += _save(fig, out / f"step_accuracy_{_slug(key)}")
-        ax_all.plot(x, 100 * np.nanmean(curves, axis=0), marker="o", ms=3, label=key)
+        # 10 colours, then the same colours dashed: every method keeps its own line past 10 methods
+        ax_all.plot(x, 100 * np.nanmean(curves, axis=0), marker="o", ms=3, label=key, color=colours[i % 10],
+                    linestyle=("-", "--", ":")[(i // 10) % 3])
     ax_all.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", ylim=(0, 100),
                title="mean step accuracy over class orders")
     ax_all.grid(alpha=0.3)

@@ -88,19 +88,18 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
         # Every subject of --data trains (a small validation share for early stopping); the folder tests.
         ext = sp.external_test(faces, test_faces)  # warns when subject ids overlap, fails when no class is shared
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
-        ids = lambda a: sorted(int(x) for x in np.unique(a))  # noqa: E731
+        train_ids, val_ids, test_ids = (sorted(int(x) for x in np.unique(a))
+                                        for a in (subjects[s.train], subjects[s.val], test_faces.subjects.numpy()))
         missing = sorted(set(faces.class_names) - set(test_faces.class_names), key=taxonomy.label_of)
         if missing:
             log.warning("the external test folder has no image of %s: their test accuracy cannot be measured",
                         ", ".join(missing))
         info = {"mode": "strict", "test": "external",
-                "train_subjects": len(ids(subjects[s.train])), "val_subjects": len(ids(subjects[s.val])),
-                "test_subjects": len(ids(test_faces.subjects.numpy())),
+                "train_subjects": len(train_ids), "val_subjects": len(val_ids), "test_subjects": len(test_ids),
                 "train_images": len(s.train), "val_images": len(s.val), "test_images": len(test_faces),
                 "test_root": str(test_faces.meta.get("root", "")), "test_missing_classes": missing,
                 "shared_subject_ids": list(ext.shared_subjects),
-                "train_subject_ids": ids(subjects[s.train]), "val_subject_ids": ids(subjects[s.val]),
-                "test_subject_ids": ids(test_faces.subjects.numpy())}
+                "train_subject_ids": train_ids, "val_subject_ids": val_ids, "test_subject_ids": test_ids}
         return Splits(faces.subset(s.train), faces.subset(s.val), test_faces, info)
     if ev.mode == "strict":
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)

@@ -262,5 +262,6 @@ def load_rows(results_dir: str | Path) -> tuple[dict, list[dict]]:
         merged[_row_key(r)] = r
     rows = list(merged.values())
     if not any(r.get("kind") == "basic" for r in rows):
-        rows = [json.loads(p.read_text()) | {"kind": "basic"} for p in sorted((results_dir / "models").glob("basic_*.json"))] + rows
+        basic = sorted((results_dir / "models").glob("basic_*.json"))
+        rows = [json.loads(p.read_text()) | {"kind": "basic"} for p in basic] + rows
     return header, rows

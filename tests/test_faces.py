@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import cv2
 import numpy as np
@@ -200,9 +199,7 @@ def test_haar_path_without_landmarks_reports_canonical_regions(cfee_root, tmp_pa
     (tmp_path / "Images").mkdir()
     for p in src:
         os.symlink(p, tmp_path / "Images" / p.name)
-    t = time.perf_counter()
     fs = load_faces(tmp_path, image_size=64, cache=False, progress=False)
     assert len(fs) == len(src), fs.meta["skipped"].summary()
     assert set(fs.meta["methods"]) <= {"haar", "haar-noeyes"}
     assert "approximate" in fs.meta["region_masks"] and fs.aus is None
-    assert time.perf_counter() - t < 20

@@ -86,10 +86,8 @@ def test_run_killed_mid_step_resumes_to_exactly_the_uninterrupted_metrics(refere
     pause = 0.1  # seconds slept after each trained step, before its checkpoint: the kill lands in there
     proc = _cli(out, pause=pause)
     try:
-        deadline = time.monotonic() + 120
         while not (out / KDPSMR_CKPT).is_file():  # naive done (its row written), kdpsmr's step 0 saved
             assert proc.poll() is None, f"run ended before it could be killed: {proc.communicate()[1][-2000:]}"
-            assert time.monotonic() < deadline, "no kdpsmr checkpoint within 120 s"
             time.sleep(0.02)
         time.sleep(3.5 * pause)  # a few steps later, in the middle of one
         assert proc.poll() is None, "run ended before it could be killed"

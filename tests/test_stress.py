@@ -1,9 +1,7 @@
-"""A long synthetic stream (100 procedural classes): replay memory never exceeds its budget, and the paper's
-method takes about as long per step at the end of the stream as at its start."""
+"""A long synthetic stream (100 procedural classes): replay memory never exceeds its budget and process
+memory stays flat. Step time is a benchmark figure (benchmarks/reliability.py), never a test assertion."""
 
 from __future__ import annotations
-
-import statistics
 
 import pytest
 
@@ -20,8 +18,3 @@ def test_replay_memory_stays_within_budget_over_100_classes(method):
     assert all(s.memory_items >= s.classes_seen for s in stats)  # and it is used: every class seen has images
     # nothing else grows with the stream: process memory over the last 80 steps moves by less than 64 MiB
     assert stats[-1].rss_mib - stats[9].rss_mib < 64
-    if method == "kdpsmr":
-        # behaviour, not a benchmark: the median of the last 15 steps within 3x the first 15's (measured 1.3-1.8x)
-        first = statistics.median(s.seconds for s in stats[:15])
-        last = statistics.median(s.seconds for s in stats[-15:])
-        assert last < 3 * first, (first, last)

@@ -354,7 +354,17 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 64,
 
 def _class_order(model: nn.Module, class_order: Sequence[int] | None) -> list[int] | None:
     order = class_order if class_order is not None else getattr(model, "class_order", None)
+    if order is None and _is_fer_model(model):  # a grown head's columns are not global labels: never guess
+        raise ValueError("this FERModel has no class_order (the global label of each output column), so the "
+                         "class it would explain is unknown: load it with compound_fer.model_io.load_model "
+                         "(which restores class_order from the .json) or pass class_order=")
     return None if order is None else [int(x) for x in order]
+
+
+def _is_fer_model(model: nn.Module) -> bool:
+    from compound_fer.models import FERModel
+
+    return isinstance(model, FERModel)
 
 
 def output_index_fn(model: nn.Module, class_order: Sequence[int] | None = None) -> Callable[[int], int]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import errno
 import logging
+import shlex
 import sys
+import warnings
 from typing import Sequence
 
 from compound_fer import __version__
@@ -34,10 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that write a run folder: Ctrl-C prints how to continue them.
+RESUMABLE = ("demo", "run", "fewshot")
+#: errno values of a failed write: a message naming the file, exit 2 (not a traceback).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command line that continues an interrupted run: the same options, --resume, no --overwrite."""
+    rest = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return " ".join(["compound-fer", *map(shlex.quote, rest), "--resume"])
+
+
+def quiet_warnings() -> None:
+    """Silence library warnings a user cannot act on (dill's PicklingWarning when checkpoints are written)."""
+    warnings.filterwarnings("ignore", message=r".*[Pp]ickl.*", module=r"dill(\..*)?")
+    try:
+        from dill import PicklingWarning
+    except ImportError:  # pragma: no cover - dill comes with avalanche
+        return
+    warnings.filterwarnings("ignore", category=PicklingWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    if not args.verbose:
+        quiet_warnings()
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -46,8 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CompoundFERError as exc:
         print(f"compound-fer {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        where = exc.filename or "a results file"
+        print(f"compound-fer {args.command}: error: cannot write {where}: {exc.strerror or exc}; the files "
+              f"already written are intact (written atomically): free space or fix permissions"
+              + (", then rerun with --resume" if args.command in RESUMABLE else ""), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"compound-fer {args.command}: interrupted; completed steps are saved where --out says", file=sys.stderr)
+        if args.command in RESUMABLE:
+            print(f"\ncompound-fer {args.command}: interrupted; completed rows and step checkpoints are saved. "
+                  f"Continue with:\n  {resume_command(argv)}", file=sys.stderr)
+        else:
+            print(f"\ncompound-fer {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

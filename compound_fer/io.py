@@ -28,8 +28,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
     The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp's are owner-only).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
@@ -37,6 +40,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, read-only: name the file meant (the old one, if any, is untouched)
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename == str(path):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

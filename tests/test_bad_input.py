@@ -251,3 +251,324 @@ def test_scan_cfee_requires_cfee_names(tmp_path):
     Image.fromarray(face(landmarks())).save(tmp_path / "x" / "a.jpg")
     with pytest.raises(DataError, match="no CFEE image"):
         scan_cfee(tmp_path)
+
+
+# ------------------------------------------------------------------ CLI: options, configs, output folders
+# Every kind below ends in exit 2, a message naming the option or file at fault, no traceback, and leaves the
+# results already on disk byte for byte as they were.
+import errno  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+from compound_fer import fingerprint  # noqa: E402
+from compound_fer.config import parse_config  # noqa: E402
+
+TINY_YAML = """name: tiny
+data: {source: synthetic, image_size: 32, synthetic: {n_subjects: 12, per_subject: 1, seed: 0}}
+basic: {epochs: 1}
+continual: {methods: [naive], orders: 1, epochs: 1}
+fewshot: {enabled: false}
+threads: 1
+loggers: [csv]
+"""
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Replace the protocol runner: a refused command must fail before any data is generated or loaded."""
+    import compound_fer.runner as runner
+
+    def forbidden(*a, **k):
+        raise AssertionError("run_protocol was called although the command should have been refused")
+
+    monkeypatch.setattr(runner, "run_protocol", forbidden)
+    monkeypatch.setattr(runner, "load_dataset", forbidden, raising=False)
+
+
+@pytest.fixture
+def earlier(tmp_path):
+    """A run folder of the tiny config holding results (fingerprint, rows, results.json, a model)."""
+    out = tmp_path / "earlier"
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(TINY_YAML)
+    import yaml
+
+    fingerprint.claim(out, fingerprint.make(parse_config(yaml.safe_load(TINY_YAML)), data_path=None, test_path=None),
+                      resume=False, overwrite=False)
+    (out / "rows").mkdir()
+    row = {"kind": "fewshot", "seed": 0, "repeat": 0, "compound": "Awed", "shots": 1, "new_class_recall": 0.5,
+           "seven_way_accuracy": 0.6, "basic_accuracy": 0.7}
+    (out / "rows" / "fewshot_seed0_awed_1shot_r0.json").write_text(json.dumps(row))
+    (out / "results.json").write_text(json.dumps({"command": "earlier", "rows": [row]}))
+    (out / "models").mkdir()
+    (out / "models" / "basic_seed0.pt").write_bytes(b"weights")
+    return out, cfg_file
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(argv, *names, capsys, rc=2):
+    """Run the CLI; assert the exit code, no traceback, and that the message names every one of ``names``."""
+    assert cli.main([str(a) for a in argv]) == rc
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for n in names:
+        assert str(n) in err, (n, err)
+    return err
+
+
+@pytest.mark.parametrize("option, value, named", [
+    ("--seeds", "abc", "--seeds 'abc'"),
+    ("--seeds", "0,x", "'x' is not an integer"),
+    ("--seeds", ",", "--seeds ','"),
+    ("--orders", "0", "--orders 0"),
+    ("--orders", "-3", "--orders -3"),
+    ("--orders", "two", "--orders 'two'"),
+    ("--threads", "0", "--threads 0"),
+    ("--threads", "1.5", "--threads '1.5'"),
+    ("--methods", "naive,nosuchmethod", "nosuchmethod"),
+    ("--methods", ",", "--methods"),
+])
+def test_bad_run_options(earlier, no_run, capsys, option, value, named):
+    out, cfg = earlier
+    before = snapshot(out)
+    refused(["run", "--config", cfg, "--out", out, "--resume", option, value], named, capsys=capsys)
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("text, named", [
+    ("", "the file is empty"),
+    ("# only a comment\n\n", "the file is empty"),
+    (TINY_YAML.replace("threads: 1", "seeds: []"), "seeds: []"),
+    (TINY_YAML + "epochs: 3\n", "epochs: unknown key"),
+    ("- just\n- a list\n", "mapping at the top level"),
+    ("name: [unclosed\n", "not valid YAML"),
+    (TINY_YAML + "device: tpu9\n", "device: 'tpu9'"),
+])
+def test_bad_config_files(tmp_path, earlier, no_run, capsys, text, named):
+    out, _ = earlier
+    before = snapshot(out)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    err = refused(["run", "--config", bad, "--out", out, "--resume"], named, capsys=capsys)
+    assert "bad.yaml" in err
+    assert snapshot(out) == before
+
+
+def test_missing_config_and_config_folder(tmp_path, no_run, capsys):
+    refused(["run", "--config", tmp_path / "nope.yaml"], "--config", "nope.yaml", "demo", capsys=capsys)
+    refused(["run", "--config", tmp_path], "--config", "is a folder", capsys=capsys)
+    refused(["run"], "--config is required", capsys=capsys)
+
+
+def test_cuda_without_gpu_is_refused_before_data(tmp_path, earlier, no_run, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out, _ = earlier
+    before = snapshot(out)
+    cfg = tmp_path / "gpu.yaml"
+    cfg.write_text(TINY_YAML + "device: cuda\n")
+    refused(["run", "--config", cfg, "--out", out, "--resume"], "device: cuda", "gpu.yaml", "device: cpu",
+            capsys=capsys)
+    assert snapshot(out) == before
+
+
+def test_out_naming_a_file(tmp_path, earlier, no_run, capsys):
+    _, cfg = earlier
+    f = tmp_path / "results.txt"
+    f.write_text("keep me")
+    refused(["run", "--config", cfg, "--out", f], "--out", "results.txt", "is a file", capsys=capsys)
+    refused(["run", "--config", cfg, "--out", f / "sub"], "--out", "results.txt", capsys=capsys)
+    refused(["synth", "--out", f], "--out", "results.txt", "is a file", capsys=capsys)
+    assert f.read_text() == "keep me"
+
+
+def _deny_writes_in(monkeypatch, folder):
+    """Make ``folder`` read-only: chmod, and (as root, who ignores modes) refuse new files there too."""
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        real = tempfile.mkstemp
+
+        def mkstemp(*a, dir=None, **k):
+            if dir is not None and os.path.realpath(dir).startswith(os.path.realpath(folder)):
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return real(*a, dir=dir, **k)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_read_only_out(tmp_path, earlier, no_run, monkeypatch, capsys):
+    out, cfg = earlier
+    before = snapshot(out)
+    _deny_writes_in(monkeypatch, out)
+    try:
+        refused(["run", "--config", cfg, "--out", out, "--resume"], "--out", str(out), "cannot write",
+                capsys=capsys)
+        refused(["synth", "--out", out, "--identities", "1"], "--out", str(out), "cannot write", capsys=capsys)
+    finally:
+        out.chmod(0o755)
+    assert snapshot(out) == before
+
+
+def test_disk_full_while_writing(earlier, monkeypatch, capsys):
+    out, cfg = earlier
+    before = snapshot(out)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    # run: the first write (the fingerprint) fails; report: results.json fails
+    err = refused(["run", "--config", cfg, "--out", out, "--resume"], "fingerprint.json", "No space left",
+                  "--resume", capsys=capsys)
+    assert "intact" in err
+    refused(["report", out, "--no-figures"], "results.json", "No space left", capsys=capsys)
+    assert snapshot(out) == before
+    assert not list(out.rglob(".*.tmp"))  # no temporary file left behind
+
+
+def test_resume_into_a_run_of_another_config_or_data(tmp_path, earlier, no_run, capsys):
+    out, cfg = earlier
+    before = snapshot(out)
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_YAML.replace("image_size: 32", "image_size: 48").replace("epochs: 1}", "epochs: 2}", 1))
+    refused(["run", "--config", other, "--out", out, "--resume"], "--resume", "data.image_size", "basic.epochs",
+            capsys=capsys)
+    data = tmp_path / "faces"
+    (data / "happy").mkdir(parents=True)
+    Image.fromarray(face(landmarks())).save(data / "happy" / "a.jpg")
+    refused(["run", "--config", cfg, "--data", data, "--out", out, "--resume"], "data.source", "data:",
+            str(data), capsys=capsys)
+    assert snapshot(out) == before
+
+
+def test_rerun_into_a_finished_folder_needs_resume_or_overwrite(earlier, no_run, capsys):
+    out, cfg = earlier
+    before = snapshot(out)
+    refused(["run", "--config", cfg, "--out", out], "--out", str(out), "--resume", "--overwrite", capsys=capsys)
+    refused(["run", "--config", cfg, "--out", out, "--resume", "--overwrite"], "--resume and --overwrite",
+            capsys=capsys)
+    assert snapshot(out) == before
+
+
+def test_legacy_folder_without_fingerprint_is_compared_by_its_config(tmp_path, earlier, no_run, capsys):
+    out, cfg = earlier
+    (out / fingerprint.FILE).unlink()
+    (out / "config.yaml").write_text(TINY_YAML.replace("image_size: 32", "image_size: 64"))
+    before = snapshot(out)
+    refused(["run", "--config", cfg, "--out", out, "--resume"], "data.image_size", capsys=capsys)
+    assert snapshot(out) == before
+
+
+def test_torn_fingerprint(earlier, no_run, capsys):
+    out, cfg = earlier
+    (out / fingerprint.FILE).write_text('{"format": 1, "sett')
+    before = snapshot(out)
+    refused(["run", "--config", cfg, "--out", out, "--resume"], "fingerprint.json", "unreadable", capsys=capsys)
+    assert snapshot(out) == before
+
+
+def labelled_folder(root, classes):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        Image.fromarray(face(landmarks())).save(root / c / "a.jpg")
+    return root
+
+
+def test_test_data_lacking_compound_classes_fails_before_the_basic_phase(tmp_path, earlier, no_run, capsys):
+    out, _ = earlier
+    before = snapshot(out)
+    test = labelled_folder(tmp_path / "test", [*taxonomy.basic_names(), "Happily surprised"])
+    cfg = tmp_path / "path.yaml"
+    cfg.write_text(TINY_YAML.replace("source: synthetic", f"source: path, path: {test}"))
+    err = refused(["run", "--config", cfg, "--test-data", test, "--out", tmp_path / "new"], "--test-data",
+                  str(test), "Sadly angry", "compound-fer fewshot", "--compounds 'Happily surprised'", capsys=capsys)
+    assert "allow_fewer" not in err and "--order" not in err
+    refused(["fewshot", "--config", cfg, "--test-data", test, "--compounds", "Awed", "--out", tmp_path / "new"],
+            "--test-data", "Awed", capsys=capsys)
+    refused(["run", "--config", cfg, "--test-data", tmp_path / "nope", "--out", tmp_path / "new"], "nope",
+            "no such folder", capsys=capsys)
+    refused(["run", "--config", cfg, "--test-data", test, "--mode", "reference", "--out", tmp_path / "new"],
+            "--test-data", "--mode reference", capsys=capsys)
+    assert snapshot(out) == before
+
+
+def test_fewshot_options(earlier, no_run, capsys):
+    out, cfg = earlier
+    before = snapshot(out)
+    refused(["fewshot", "--config", cfg, "--out", out, "--resume", "--shots", "0"], "--shots", capsys=capsys)
+    refused(["fewshot", "--config", cfg, "--out", out, "--resume", "--compounds", "Happy"], "--compounds", "'Happy'",
+            capsys=capsys)
+    refused(["fewshot", "--config", cfg, "--out", out, "--resume", "--compounds", "Joyful"], "--compounds",
+            "'Joyful'", capsys=capsys)
+    refused(["fewshot", "--config", cfg, "--out", out, "--resume", "--repeats", "0"], "--repeats 0", capsys=capsys)
+    assert snapshot(out) == before
+
+
+def test_missing_data_path_of_a_config(tmp_path, earlier, no_run, capsys):
+    out, _ = earlier
+    cfg = tmp_path / "cfee.yaml"
+    cfg.write_text(TINY_YAML.replace("source: synthetic", "source: path, path: ../no/such/faces"))
+    refused(["run", "--config", cfg, "--out", out, "--resume"], "data.path", "../no/such/faces", "cfee.yaml",
+            "--data", capsys=capsys)
+    refused(["run", "--config", cfg, "--data", tmp_path / "nope", "--out", tmp_path / "new"], "nope",
+            "no such folder", capsys=capsys)
+
+
+def test_packaged_config_data_path_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    from compound_fer.commands._common import PACKAGED, PROJECT_ROOT, resolve_data_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x").mkdir()
+    assert resolve_data_path("x", key="data.path", config_file=PACKAGED / "cfee_cpu.yaml") == str(tmp_path / "x")
+    assert resolve_data_path("compound_fer", key="data.path", config_file=PACKAGED / "cfee_cpu.yaml") == \
+        str(PROJECT_ROOT / "compound_fer")
+
+
+def test_report_and_evaluate_on_missing_things(tmp_path, capsys):
+    refused(["report", tmp_path / "nope"], "nope", "not found", capsys=capsys)
+    (tmp_path / "empty").mkdir()
+    refused(["report", tmp_path / "empty"], "empty", "no results", capsys=capsys)
+    refused(["evaluate", "--model", tmp_path / "m.pt", "--data", tmp_path], "m.pt", capsys=capsys)
+
+
+def test_synth_bad_numbers(tmp_path, capsys):
+    refused(["synth", "--out", tmp_path / "s", "--identities", "0"], "--identities", capsys=capsys)
+    refused(["synth", "--out", tmp_path / "s", "--image-size", "8"], "--image-size", capsys=capsys)
+
+
+def test_ctrl_c_prints_the_resume_command(earlier, monkeypatch, capsys):
+    out, cfg = earlier
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fingerprint, "claim", interrupted)
+    err = refused(["run", "--config", cfg, "--out", out, "--overwrite"], "Continue with:", capsys=capsys, rc=130)
+    assert f"compound-fer run --config {cfg} --out {out} --resume" in err
+    assert "--overwrite" not in err.split("Continue with:")[1]
+
+
+def test_huge_jpeg_is_decoded_small(tmp_path):
+    """A 108-megapixel JPEG (PIL's bomb limit is 89 MP) is read at reduced size, in little memory."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jpg"
+    subprocess.run([sys.executable, "-c", "from PIL import Image, ImageDraw; im = Image.new('RGB', (12000, 9000), "
+                    "(120, 100, 90)); ImageDraw.Draw(im).ellipse((3000, 2000, 9000, 7000), fill=(220, 180, 150)); "
+                    f"im.save({str(big)!r}, quality=60)"], check=True)
+    probe = ("import resource, sys; from compound_fer.data.images import read_image; "
+             "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; a, s = read_image(sys.argv[1]); "
+             "r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; print(a.shape[0], a.shape[1], s, (r1 - r0) // 1024)")
+    res = subprocess.run([sys.executable, "-c", probe, str(big)], capture_output=True, text=True, check=True)
+    h, w, scale, grew_mb = res.stdout.split()
+    assert (int(h), int(w)) == (1200, 1600) and float(scale) == pytest.approx(1600 / 12000)
+    assert int(grew_mb) < 150  # a full decode alone would take 324 MB
+    # the pixel at the middle of the face ellipse is face-coloured: decoded, not a blank placeholder
+    arr, _ = read_image(big)
+    assert arr[600, 800, 0] > 200

@@ -1,15 +1,20 @@
-"""Helpers shared by the sub-commands: config lookup and CLI overrides."""
+"""Helpers shared by the sub-commands: config lookup, CLI overrides, and the checks that run before any
+data is generated or loaded (bad options end in a message naming them, exit 2, nothing touched)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
-from compound_fer.errors import ConfigError
+from compound_fer.errors import ConfigError, DataError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "configs"
+#: The project root of a source checkout (where the packaged configs' relative data paths point).
+PROJECT_ROOT = PACKAGED.parents[1]
 
 
 def resolve_config(name_or_path: str) -> Path:
@@ -17,57 +22,238 @@ def resolve_config(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
+    if p.is_dir():
+        raise ConfigError(f"--config {name_or_path}: is a folder; give a YAML file or a packaged config name")
     packaged = PACKAGED / f"{p.stem}.yaml"
-    if packaged.is_file():
+    if packaged.is_file() and p.suffix in ("", ".yaml", ".yml") and len(p.parts) == 1:
         return packaged
     names = ", ".join(sorted(x.stem for x in PACKAGED.glob("*.yaml")))
     raise ConfigError(f"--config {name_or_path}: no such file, and no packaged config of that name ({names})")
 
 
-def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None, data: bool = True,
+                      continual: bool = True) -> None:
+    """The options of run-like commands; ``data=False`` (demo) hides --data/--test-data, ``continual=False``
+    (fewshot) hides --methods, --orders and --no-fewshot."""
     p.add_argument("--config", default=default_config,
                    help="YAML protocol file or packaged name (demo, cfee_cpu, cfee_reference)")
-    p.add_argument("--data", help="a CFEE release or labelled-folder root (overrides data.path)")
-    p.add_argument("--test-data", help="an external test folder: every subject of --data trains")
-    p.add_argument("--methods", help="comma-separated method names (see `compound-fer run --list-methods`)")
-    p.add_argument("--orders", type=int, help="number of compound class orders")
-    p.add_argument("--seeds", help="comma-separated seeds")
+    if data:
+        p.add_argument("--data", help="a CFEE release or labelled-folder root (overrides data.path)")
+        p.add_argument("--test-data", help="an external test folder: every subject of --data trains")
+    if continual:
+        p.add_argument("--methods", help="comma-separated method names (see `compound-fer run --list-methods`)")
+        p.add_argument("--orders", help="number of compound class orders (>= 1)")
+    p.add_argument("--seeds", help="comma-separated integer seeds, e.g. 0,1,2")
     p.add_argument("--mode", choices=("strict", "reference"), help="evaluation mode")
     p.add_argument("--out", help="output folder (default runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="skip the runs already completed in --out")
-    p.add_argument("--no-fewshot", action="store_true", help="skip the few-shot phase")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out: completed rows are kept")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start again")
+    if continual:
+        p.add_argument("--no-fewshot", action="store_true", help="skip the few-shot phase")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, help="torch threads per process (overrides the config's threads)")
+    p.add_argument("--threads", help="torch threads per process (>= 1; overrides the config's threads)")
 
 
-def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
+def parse_int(text: str | None, option: str, *, minimum: int | None = None) -> int | None:
+    """An integer option given as text: ConfigError naming the option when it is not one, or too small."""
+    if text is None:
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{option} {value}: must be at least {minimum}")
+    return value
+
+
+def parse_int_list(text: str | None, option: str, *, minimum: int | None = None) -> list[int] | None:
+    """``"0,1,2"`` -> [0, 1, 2]; ConfigError naming the option for an empty list or a non-integer."""
+    if text is None:
+        return None
+    parts = [s.strip() for s in str(text).split(",")]
+    if not any(parts):
+        raise ConfigError(f"{option} {text!r}: give at least one integer, e.g. {option} 0,1,2")
+    try:
+        values = [int(s) for s in parts if s]
+    except ValueError:
+        bad = next(s for s in parts if s and not s.lstrip("+-").isdigit())
+        raise ConfigError(f"{option} {text!r}: {bad!r} is not an integer; give comma-separated integers, "
+                          f"e.g. {option} 0,1,2") from None
+    if minimum is not None and any(v < minimum for v in values):
+        raise ConfigError(f"{option} {text!r}: every value must be at least {minimum}")
+    return values
+
+
+def check_out_dir(out: Path, option: str = "--out") -> Path:
+    """Create ``out`` and prove it writable now, before any work: a ConfigError naming it otherwise."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out}: is a file, not a folder; give a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise ConfigError(f"{option} {out}: a parent of it is a file; give a folder path") from None
+    except OSError as exc:
+        raise ConfigError(f"{option} {out}: cannot write there ({exc.strerror or exc}); choose a writable folder "
+                          f"or fix its permissions") from None
+    return out
+
+
+def resolve_data_path(value: str, *, key: str, config_file: Path) -> str:
+    """A relative ``data.path`` / ``data.test_path`` of a config: tried against the working directory,
+    the config's folder and (packaged configs) the project root; ConfigError listing them when absent."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        if not p.exists():
+            raise ConfigError(f"{key} {value} (in {config_file}): no such folder; fix it or give --data PATH")
+        return str(p)
+    tried = [Path.cwd() / p, config_file.resolve().parent / p]
+    if config_file.resolve().parent == PACKAGED:
+        tried.append(PROJECT_ROOT / p)
+    for cand in tried:
+        if cand.exists():
+            return str(cand.resolve())
+    raise ConfigError(f"{key} {value} (in {config_file}): no such folder; looked in "
+                      + ", ".join(str(c.parent.resolve() if c.parent.exists() else c.parent) for c in tried)
+                      + ". Give the data folder with --data PATH")
+
+
+def check_device(device: str, config_file: Path) -> None:
+    """``device`` names a torch device this machine has; checked before any data is made."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device: {device!r} (in {config_file}) is not a torch device; use cpu or cuda") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"device: {device} (in {config_file}): no CUDA GPU is visible to torch on this "
+                              f"machine; set device: cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"device: {device} (in {config_file}): this machine has {n} GPU(s) (cuda:0.."
+                              f"cuda:{n - 1})")
+    elif dev.type != "cpu":
+        avail = {"mps": lambda: torch.backends.mps.is_available()}.get(dev.type, lambda: False)()
+        if not avail:
+            raise ConfigError(f"device: {device} (in {config_file}) is not available on this machine; set device: cpu")
+
+
+def check_test_data(test_path: str, cfg, *, continual: bool, fewshot: bool) -> None:
+    """The external test folder holds every compound class the run will test (a listing, no decoding)."""
+    from compound_fer import taxonomy
+    from compound_fer.data.load import scan
+
+    have = set(scan(test_path).category_counts())
+    needed: list[str] = []
+    if continual:
+        needed += taxonomy.compound_names()
+    if fewshot:
+        needed += list(cfg.fewshot.compounds or taxonomy.compound_names())
+    missing = [n for n in dict.fromkeys(needed) if n not in have]
+    if not missing:
+        return
+    present = [n for n in taxonomy.compound_names() if n in have]
+    hint = ("the continual phase tests every compound class, so add their images"
+            if continual else "add their images")
+    if present:
+        hint += (f", or run the few-shot phase alone on the classes it has: compound-fer fewshot --test-data "
+                 f"{shlex.quote(test_path)} --compounds {shlex.quote(','.join(present))}")
+    raise DataError(f"--test-data {test_path}: no image of {len(missing)} compound class(es) this run tests "
+                    f"({', '.join(missing)}); {hint}")
+
+
+def load_run_config(config_file: Path):
+    """load_config, refusing an empty file (it would silently run every default) and an empty seed list."""
     from compound_fer.config import load_config
-    from compound_fer.evaluation.report import markdown_tables
-    from compound_fer.runner import run_protocol
 
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {config_file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not "".join(line.split("#", 1)[0] for line in text.splitlines()).strip():
+        raise ConfigError(f"--config {config_file}: the file is empty; start from a packaged config "
+                          f"({PACKAGED / 'demo.yaml'})")
+    cfg = load_config(config_file)
+    if not cfg.seeds:
+        raise ConfigError(f"seeds: [] in {config_file}: give at least one seed, e.g. seeds: [0]")
+    return cfg
+
+
+def _check_folder(path: str, option: str) -> None:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise DataError(f"{option} {path}: " + ("not a folder; give the folder that holds the images" if p.exists()
+                                                else "no such folder"))
+
+
+def _config_from_args(args: argparse.Namespace, overrides: dict):
     if not args.config:
         raise ConfigError("--config is required: a YAML protocol file or a packaged name (demo, cfee_cpu, "
                           "cfee_reference)")
-    cfg = load_config(resolve_config(args.config))
-    overrides = dict(overrides or {})
-    if args.threads is not None:
-        overrides["threads"] = args.threads
-    if args.data:
-        overrides["data"] = {"source": "path", "path": args.data}
+    config_file = resolve_config(args.config)
+    cfg = load_run_config(config_file)
+    threads = parse_int(args.threads, "--threads", minimum=1)
+    if threads is not None:
+        overrides["threads"] = threads
+    data, test_data = getattr(args, "data", None), getattr(args, "test_data", None)
+    if data:
+        _check_folder(data, "--data")
+        overrides["data"] = {"source": "path", "path": data}
+    if test_data:
+        _check_folder(test_data, "--test-data")
     if args.mode:
         overrides["evaluation"] = {"mode": args.mode}
     if overrides:
         cfg = cfg.with_overrides(**overrides)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    if methods is None and args.methods:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    out = Path(args.out or Path("runs") / cfg.name)
-    command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
-    rows = run_protocol(cfg, out_dir=out, data_path=args.data, test_path=args.test_data, methods=methods,
-                        orders=args.orders, seeds=seeds, fewshot=False if args.no_fewshot else None,
-                        resume=args.resume, progress=not args.no_progress, command=command)
-    from compound_fer.evaluation.report import fewshot_summary, summarize
+    if not data and cfg.data.source == "path":
+        data = resolve_data_path(cfg.data.path, key="data.path", config_file=config_file)
+    if not test_data and cfg.data.test_path:
+        test_data = resolve_data_path(cfg.data.test_path, key="data.test_path", config_file=config_file)
+    check_device(cfg.device, config_file)
+    return cfg, data, test_data
 
+
+def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
+    """Check every option, then run the protocol and print its tables."""
+    from compound_fer import fingerprint
+    from compound_fer.evaluation.report import fewshot_summary, markdown_tables, summarize
+    from compound_fer.runner import run_protocol
+
+    seeds = parse_int_list(args.seeds, "--seeds")
+    orders = parse_int(getattr(args, "orders", None), "--orders", minimum=1)
+    cfg, data, test_data = _config_from_args(args, dict(overrides or {}))
+    if methods is None and getattr(args, "methods", None) is not None:
+        methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise ConfigError(f"--methods {args.methods!r}: name at least one method (see `compound-fer run "
+                              f"--list-methods`)")
+    fewshot = False if getattr(args, "no_fewshot", False) else None
+    if methods:
+        from compound_fer.training.registry import available
+
+        unknown = [m for m in methods if m not in available()]
+        if unknown:
+            raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(available())}")
+    continual = bool(cfg.continual.methods if methods is None else methods)
+    if test_data:
+        if cfg.evaluation.mode != "strict":
+            raise ConfigError(f"--test-data needs evaluation.mode: strict, got {cfg.evaluation.mode!r}: drop "
+                              f"--mode reference or --test-data")
+        check_test_data(test_data, cfg, continual=continual,
+                        fewshot=cfg.fewshot.enabled if fewshot is None else fewshot)
+    out = check_out_dir(Path(args.out or Path("runs") / cfg.name))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun the first rank checks and records it
+        fingerprint.claim(out, fingerprint.make(cfg, data_path=data, test_path=test_data), resume=args.resume,
+                          overwrite=args.overwrite)
+    command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
+    rows = run_protocol(cfg, out_dir=out, data_path=data, test_path=test_data, methods=methods,
+                        orders=orders, seeds=seeds, fewshot=fewshot, resume=args.resume,
+                        progress=not args.no_progress, command=command)
     print(markdown_tables(summarize(rows), fewshot_summary(rows), [r for r in rows if r.get("kind") == "basic"]))
     print(f"results: {out}/results.md, results.json, results.csv, figures/")
     return 0

@@ -11,7 +11,7 @@ HELP = "run the protocol on built-in synthetic faces (no files needed; a few min
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_run_arguments(p, default_config="demo")
+    add_run_arguments(p, default_config="demo", data=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--images must be >= 0")
     if args.image_size < 32 or args.grid_size < 32:
         raise ConfigError("--image-size and --grid-size must be at least 32 pixels")
+    from compound_fer.commands._common import check_out_dir
+
+    check_out_dir(args.out)
     paths = save_grid(args.out, identities=args.identities, seed=args.seed, size=args.grid_size, name=args.name)
     for p in paths:
         print(f"wrote {p}")

@@ -48,7 +48,8 @@ class SkipReport(list):
         lines = [f"skipped {len(self)} file(s): {head}"]
         lines += [f"  {s.file}: {s.reason}" for s in self[:limit]]
         if len(self) > limit:
-            lines.append(f"  ... and {len(self) - limit} more (see FaceSet.meta['skipped'])")
+            lines.append(f"  ... and {len(self) - limit} more (`compound-fer data-info --check-images FOLDER` "
+                         f"lists them all)")
         return "\n".join(lines)
 
 
@@ -74,29 +75,24 @@ def read_image(path: str | os.PathLike, *, max_side: int | None = MAX_SIDE) -> t
         raise DataError(f"{path}: zero-byte file; re-copy it from the original data or delete it")
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w0, h0 = img.size
-                if max_side and max(w0, h0) > max_side and img.format == "JPEG":
-                    img.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 size: fast and small
-                img.load()
-                img = ImageOps.exif_transpose(img) if img.getexif() else img
-                arr = _to_rgb8(img, path)
+        img, (w0, _h0) = _open_image(path, max_side)
+        with img:
+            _refuse_bomb(img, path)
+            img.load()
+            scale = img.size[0] / w0  # < 1 when draft() decoded it at reduced size
+            img = ImageOps.exif_transpose(img) if img.getexif() else img
+            arr = _to_rgb8(img, path)
     except DataError:
         raise
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (corrupt or wrong format); replace or delete it") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise DataError(f"{path}: image is too large to decode safely; downscale it (e.g. to 2000 px) first") from None
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc)
         what = "truncated" if "truncated" in msg.lower() else "corrupt"
         raise DataError(f"{path}: {what} image ({msg}); re-copy it from the original data or delete it") from None
-    scale = 1.0
     h, w = arr.shape[:2]
-    if w != w0 or h != h0:  # draft() already reduced it
-        scale = w / w0
     if max_side and max(h, w) > max_side:
         import cv2
 
@@ -104,6 +100,39 @@ def read_image(path: str | os.PathLike, *, max_side: int | None = MAX_SIDE) -> t
         arr = cv2.resize(arr, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         scale *= arr.shape[1] / w
     return np.ascontiguousarray(arr), scale
+
+
+def _open_image(path: Path, max_side: int | None):
+    """Open ``path`` lazily; return it with its full size. A JPEG larger than ``max_side`` is set to decode at 1/2, 1/4 or 1/8 size
+    (``draft``), so a 100-megapixel photo costs a few megabytes; PIL's decompression-bomb check, which
+    counts full-size pixels, is then applied to the reduced size instead (see ``_refuse_bomb``)."""
+    from PIL import Image, JpegImagePlugin
+
+    with open(path, "rb") as f:
+        jpeg = f.read(3) == b"\xff\xd8\xff"
+    if jpeg:
+        img = JpegImagePlugin.JpegImageFile(str(path))  # no full-size pixel check before draft()
+        full = img.size
+        if max_side and max(full) > max_side:
+            img.draft("RGB", (max_side, max_side))  # decode at reduced size: fast and small
+        return img, full
+    with warnings.catch_warnings():  # the size is checked by _refuse_bomb, with a message naming the file
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    return img, img.size
+
+
+def _refuse_bomb(img, path: Path) -> None:
+    """Refuse an image whose decoded size (after any JPEG draft) exceeds PIL's pixel limit."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = img.size
+    if limit and w * h > limit:
+        how = ("even at 1/8 size" if getattr(img, "format", None) == "JPEG"
+               else "(only JPEGs are decoded at reduced size)")
+        raise DataError(f"{path}: {w}x{h} pixels is too large to decode safely {how}; downscale it "
+                        f"(e.g. to 2000 px) first")
 
 
 def _to_rgb8(img, path: Path) -> np.ndarray:

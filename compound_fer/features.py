@@ -24,10 +24,13 @@ def trunk_maps(
     device: str = "cpu",
     progress: bool = True,
     desc: str = "trunk maps",
-) -> torch.Tensor:
+    return_flips: bool = False,
+):
     """Trunk feature maps of uint8 images: (N, 1 + views, C, h, w); view 0 is the un-augmented image.
 
     Restores the model's train/eval mode. Augmented views use ``augment`` with a fixed seed.
+    ``return_flips``: return (maps, flips) with flips (N, 1 + views) bool, the views ``augment`` mirrored
+    (for landmark geometry that follows each view; the maps are the same as without it).
     """
     if views and augment is None:
         raise ValueError("trunk_maps: views > 0 needs an augment transform")
@@ -35,16 +38,24 @@ def trunk_maps(
     was_training = trunk.training
     trunk.eval()
     torch.manual_seed(seed)
-    out = []
+    out, flips = [], []
     try:
         for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
             xb = images[i : i + batch_size].float().div_(255)
-            per_view = [xb] + [augment_batch(xb, augment) for _ in range(views)]
+            per_view, fl = [xb], [torch.zeros(len(xb), dtype=torch.bool)]
+            for _ in range(views):
+                if return_flips:
+                    v, f = augment_batch(xb, augment, return_flips=True)
+                    per_view.append(v)
+                    fl.append(f)
+                else:
+                    per_view.append(augment_batch(xb, augment))
             maps = [trunk(v.to(device)).cpu() for v in per_view]
             out.append(torch.stack(maps, dim=1))
+            flips.append(torch.stack(fl, dim=1))
     finally:
         trunk.train(was_training)
-    return torch.cat(out)
+    return (torch.cat(out), torch.cat(flips)) if return_flips else torch.cat(out)
 
 
 class PickView:

@@ -24,6 +24,9 @@ class FaceSet:
     generator's geometry for synthetic faces, landmarks for real ones); combine them with the AUs
     (``synthetic.active_region_masks``) for the regions an expression moves. Used to score Grad-CAM.
     ``sources``: one string per image (a file path, or ``synthetic:<seed>:<index>``).
+    ``landmarks``: (N, K, 2) float32 points in crop pixels (pixel centres at integers), in the order of
+    ``landmark_scheme`` (``"cfee78"``, ``"mediapipe468"``: :mod:`compound_fer.data.schemes`);
+    ``landmarks_valid``: (N,) bool, False where a face has none (its rows are NaN).
     """
 
     images: torch.Tensor
@@ -33,6 +36,9 @@ class FaceSet:
     aus: torch.Tensor | None = None
     region_masks: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
+    landmarks: torch.Tensor | None = None
+    landmark_scheme: str | None = None
+    landmarks_valid: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -44,10 +50,27 @@ class FaceSet:
                 raise ValueError(f"FaceSet.{name} has {len(t)} entries for {n} images")
         if self.sources and len(self.sources) != n:
             raise ValueError(f"FaceSet.sources has {len(self.sources)} entries for {n} images")
-        for name in ("aus", "region_masks"):
+        for name in ("aus", "region_masks", "landmarks", "landmarks_valid"):
             t = getattr(self, name)
             if t is not None and len(t) != n:
                 raise ValueError(f"FaceSet.{name} has {len(t)} entries for {n} images")
+        self._check_landmarks()
+
+    def _check_landmarks(self) -> None:
+        if self.landmarks is None:
+            if self.landmark_scheme is not None or self.landmarks_valid is not None:
+                raise ValueError("FaceSet.landmark_scheme / landmarks_valid given without landmarks")
+            return
+        from compound_fer.data.schemes import get_scheme
+
+        if self.landmark_scheme is None:
+            raise ValueError("FaceSet.landmarks needs landmark_scheme (e.g. 'cfee78')")
+        k = get_scheme(self.landmark_scheme).n_points
+        if self.landmarks.dtype != torch.float32 or tuple(self.landmarks.shape[1:]) != (k, 2):
+            raise ValueError(f"FaceSet.landmarks must be float32 (N, {k}, 2) for {self.landmark_scheme}, got "
+                             f"{self.landmarks.dtype} {tuple(self.landmarks.shape)}")
+        if self.landmarks_valid is None or self.landmarks_valid.dtype != torch.bool:
+            raise ValueError("FaceSet.landmarks needs landmarks_valid, a bool (N,) tensor")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -77,6 +100,8 @@ class FaceSet:
             sources=tuple(self.sources[i] for i in idx.tolist()) if self.sources else (),
             aus=pick(self.aus),
             region_masks=pick(self.region_masks),
+            landmarks=pick(self.landmarks),
+            landmarks_valid=pick(self.landmarks_valid),
         )
 
     def where(self, *, labels: Sequence[int] | None = None, subjects: Sequence[int] | None = None) -> "FaceSet":
@@ -88,18 +113,37 @@ class FaceSet:
             keep &= torch.isin(self.subjects, torch.as_tensor(list(subjects), dtype=self.subjects.dtype))
         return self.subset(torch.nonzero(keep).flatten())
 
+    def mirrored(self) -> "FaceSet":
+        """The faces flipped left-right: images and region masks mirrored, landmarks mirrored with their
+        order permuted left <-> right (:func:`~compound_fer.data.schemes.flip_points`); AUs unchanged."""
+        from compound_fer.data.schemes import flip_points
+
+        lm = self.landmarks
+        if lm is not None:
+            lm = torch.from_numpy(flip_points(lm.numpy(), self.landmark_scheme, self.image_size).astype(np.float32))
+        return replace(self, images=self.images.flip(-1),
+                       region_masks=None if self.region_masks is None else self.region_masks.flip(-1),
+                       landmarks=lm)
+
     def float_images(self) -> torch.Tensor:
         """Images as float32 in [0, 1]."""
         return self.images.float().div_(255.0)
 
     @staticmethod
     def concat(sets: Sequence["FaceSet"]) -> "FaceSet":
-        """Concatenate face sets of the same image size."""
+        """Concatenate face sets of the same image size. Landmarks are kept when every set with landmarks
+        uses one scheme (sets without get invalid NaN rows); with two schemes they are dropped, and
+        ``meta['landmarks_dropped']`` says why."""
         if not sets:
             raise ValueError("FaceSet.concat needs at least one set")
         cat = lambda name: (  # noqa: E731
             None if any(getattr(s, name) is None for s in sets) else torch.cat([getattr(s, name) for s in sets])
         )
+        lm, scheme, valid, meta = _concat_landmarks(sets), None, None, dict(sets[0].meta)
+        if isinstance(lm, str):
+            meta["landmarks_dropped"], lm = lm, None
+        elif lm is not None:
+            lm, scheme, valid = lm
         return FaceSet(
             images=torch.cat([s.images for s in sets]),
             labels=torch.cat([s.labels for s in sets]),
@@ -107,5 +151,21 @@ class FaceSet:
             sources=sum((tuple(s.sources) for s in sets), ()) if all(s.sources for s in sets) else (),
             aus=cat("aus"),
             region_masks=cat("region_masks"),
-            meta=dict(sets[0].meta),
+            meta=meta,
+            landmarks=lm,
+            landmark_scheme=scheme,
+            landmarks_valid=valid,
         )
+
+
+def _concat_landmarks(sets: Sequence[FaceSet]):
+    """(landmarks, scheme, valid) for concat, None when no set has landmarks, or why they are dropped."""
+    schemes = sorted({s.landmark_scheme for s in sets if s.landmarks is not None})
+    if not schemes:
+        return None
+    if len(schemes) > 1:
+        return f"landmark schemes differ ({', '.join(schemes)}); concatenated without landmarks"
+    k = next(s.landmarks.shape[1] for s in sets if s.landmarks is not None)
+    pts = [s.landmarks if s.landmarks is not None else torch.full((len(s), k, 2), float("nan")) for s in sets]
+    ok = [s.landmarks_valid if s.landmarks is not None else torch.zeros(len(s), dtype=torch.bool) for s in sets]
+    return torch.cat(pts), schemes[0], torch.cat(ok)

@@ -35,10 +35,17 @@ def run(args: argparse.Namespace) -> int:
     pred = predict(model, faces.float_images()).numpy()
     recall = per_class_recall(y, pred, range(len(classes)))
     print(f"{len(faces)} images, accuracy {100 * accuracy(y, pred):.2f}%")
+    counts = np.bincount(y, minlength=len(classes))
     for i, name in enumerate(meta["classes"]):
-        print(f"  {name:24s} {100 * recall[i]:6.2f}%  (n={(y == i).sum()})")
+        if counts[i]:  # a class the data lacks has no recall: listed once below, not as nan%
+            print(f"  {name:24s} {100 * recall[i]:6.2f}%  (n={counts[i]})")
+    absent = [name for i, name in enumerate(meta["classes"]) if not counts[i]]
+    if absent:
+        print(f"  not in {args.data}: {', '.join(absent)}")
     if args.json:
         write_json(args.json, {**provenance(), "model": args.model, "data": args.data,
-                               "accuracy": accuracy(y, pred), "per_class_recall": {meta["classes"][k]: v
-                                                                                   for k, v in recall.items()}})
+                               "accuracy": accuracy(y, pred),
+                               "per_class_recall": {meta["classes"][k]: v for k, v in recall.items() if counts[k]},
+                               "images_per_class": {name: int(counts[i]) for i, name in enumerate(meta["classes"])},
+                               "absent_classes": absent})
     return 0

@@ -232,7 +232,7 @@ def sample_shots(labels, *, k: int, seed: int = 0, classes: Sequence[int] | None
         indices[int(c)] = sorted(_class_rng(seed, c).choice(pool, size=take, replace=False).tolist())
     if short:
         raise ConfigError(f"sample_shots: k={k} shots per class, but " + "; ".join(short)
-                          + " images; lower --shots or pass allow_fewer=True to take what there is")
+                          + " images; lower the shot count (--shots, fewshot.shots) or add images of that class")
     return Shots(indices=indices, k=k, seed=seed, clamped=clamped)
 
 

@@ -102,8 +102,8 @@ def _require_classes(faces: FaceSet, labels: Sequence[int], which: str) -> None:
     missing = [taxonomy.name_of(c) for c in labels if c not in present]
     if missing:
         raise ConfigError(f"the {which} set has no images of {', '.join(missing)}; it holds "
-                          f"{', '.join(faces.class_names) or 'nothing'}. Choose --compound/--order classes "
-                          f"that the data has, or add their images")
+                          f"{', '.join(faces.class_names) or 'nothing'}. Add their images, or (few-shot) choose "
+                          f"classes the data has with `compound-fer fewshot --compounds` / fewshot.compounds")
 
 
 def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence[str] | None = None,

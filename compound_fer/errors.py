@@ -15,3 +15,24 @@ class ConfigError(CompoundFERError):
 
 class WeightsError(CompoundFERError):
     """Missing or unsafe model weights."""
+
+
+def brief_load_error(err: BaseException, *, limit: int = 3) -> str:
+    """A few lines for a ``load_state_dict`` failure, which lists every mismatched key (hundreds of
+    lines for a real backbone): counts per kind and the first ``limit`` keys of each."""
+    import re
+
+    text = str(err)
+    if "Error(s) in loading state_dict" not in text:
+        return text if len(text) <= 400 else text[:400] + " ..."
+    parts = []
+    for kind, pattern in (("missing", r'Missing key\(s\) in state_dict: (.*?)\.\s*(?:\n|$)'),
+                          ("unexpected", r'Unexpected key\(s\) in state_dict: (.*?)\.\s*(?:\n|$)')):
+        m = re.search(pattern, text)
+        if m:
+            keys = re.findall(r'"([^"]+)"', m.group(1))
+            parts.append(f"{len(keys)} {kind} key(s) ({', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''})")
+    sizes = re.findall(r"size mismatch for ([^:]+):", text)
+    if sizes:
+        parts.append(f"{len(sizes)} shape mismatch(es) ({', '.join(sizes[:limit])}{', ...' if len(sizes) > limit else ''})")
+    return "weights do not fit the model: " + "; ".join(parts) if parts else text[:400]

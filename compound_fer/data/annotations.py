@@ -1,0 +1,167 @@
+"""Per-image annotation files of a data folder: ``landmarks.csv`` (points) and ``aus.csv`` (action units).
+
+Both are checked row by row; every problem is a DataError naming the file and line, raised before any
+image is decoded (so a bad file never touches the face cache). Formats: docs/data.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from compound_fer.data.schemes import SCHEMES
+from compound_fer.errors import DataError
+from compound_fer.taxonomy import ACTION_UNITS
+
+#: Landmark points of a scheme may lie this far (a fraction of the image side) outside the image.
+OUTSIDE_TOLERANCE = 0.05
+#: FACS intensity letters -> [0, 1] (as the CFEE workbook).
+AU_LETTERS = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.8, "e": 1.0}
+_SCHEME_OF_K = {s.n_points: s.name for s in SCHEMES.values()}
+
+
+class LandmarkTable(dict):
+    """{file name: (K, 2) float32} from a landmarks file, keyed by the ``file`` column as written and by
+    its base name; ``scheme`` names the point order, ``lines`` the line of each key, ``path`` the file."""
+
+    def __init__(self, *, path: Path, scheme: str) -> None:
+        super().__init__()
+        self.path, self.scheme, self.lines = Path(path), scheme, {}
+
+    def where(self, name: str) -> str:
+        """'landmarks.csv, line 12' for a key (for messages)."""
+        return f"{self.path}, line {self.lines.get(name, '?')}"
+
+
+def _rows(path: Path):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            yield None, header
+            for lineno, row in enumerate(reader, start=2):
+                yield lineno, row
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); fix or remove it") from None
+
+
+def _landmark_header(path: Path, header: list[str] | None) -> int:
+    """Number of points K from a 'file,x0..x{K-1},y0..y{K-1}' header."""
+    h = [c.strip() for c in header or []]
+    k = (len(h) - 1) // 2
+    want = ["file"] + [f"x{i}" for i in range(k)] + [f"y{i}" for i in range(k)]
+    if k < 1 or h != want:
+        raise DataError(f"{path}: expected a header 'file,x0..x{{K-1}},y0..y{{K-1}}' (K = 78 for the CFEE order); "
+                        "fix the file or remove it (faces are then found by the detector or Haar cascades)")
+    if k not in _SCHEME_OF_K:
+        raise DataError(f"{path}: {k} points per face match no landmark scheme (known: "
+                        f"{', '.join(f'{n} = {s}' for n, s in sorted(_SCHEME_OF_K.items()))}); convert the file or "
+                        "remove it")
+    return k
+
+
+def read_landmarks(path: str | os.PathLike) -> LandmarkTable:
+    """Read a landmarks file (``file,x0..x{K-1},y0..y{K-1}``, image pixels; K = 78 CFEE order or 468
+    mediapipe order). DataError naming the line for a missing cell, a non-number, NaN/inf, a wrong
+    number of values, or a file named twice with different points."""
+    path = Path(path)
+    rows = _rows(path)
+    _, header = next(rows)
+    k = _landmark_header(path, header)
+    table = LandmarkTable(path=path, scheme=_SCHEME_OF_K[k])
+    for lineno, row in rows:
+        if not row or not "".join(row).strip():
+            continue
+        where = f"{path}, line {lineno}"
+        name = row[0].strip().replace("\\", "/")
+        if not name:
+            raise DataError(f"{where}: the 'file' cell is empty; fill it or delete the line")
+        cells = [c.strip() for c in row[1:]]
+        if len(cells) != 2 * k:
+            raise DataError(f"{where} ({name}): expected {2 * k} coordinates (x0..x{k - 1}, y0..y{k - 1}), got "
+                            f"{len(cells)}; fix or delete that line")
+        if "" in cells:
+            col = header[1 + cells.index("")].strip()
+            raise DataError(f"{where} ({name}): no value in column {col}; fix or delete that line")
+        try:
+            v = np.asarray([float(c) for c in cells], dtype=np.float64)
+        except ValueError:
+            raise DataError(f"{where} ({name}): a landmark value is not a number; fix or delete that line") from None
+        if not np.isfinite(v).all():
+            col = header[1 + int(np.flatnonzero(~np.isfinite(v))[0])].strip()
+            raise DataError(f"{where} ({name}): {col} is NaN or infinite; fix or delete that line")
+        xy = np.stack([v[:k], v[k:]], axis=1).astype(np.float32)
+        if name in table.lines and not np.array_equal(table[name], xy):
+            raise DataError(f"{where}: {name} already has different points on line {table.lines[name]}; keep one")
+        table[name], table.lines[name] = xy, lineno
+        base = os.path.basename(name)
+        if base not in table:
+            table[base], table.lines[base] = xy, lineno
+    return table
+
+
+def check_inside(points: np.ndarray, width: int, height: int, where: str) -> None:
+    """DataError naming ``where`` when a point lies outside the image (beyond OUTSIDE_TOLERANCE)."""
+    tol = OUTSIDE_TOLERANCE * max(width, height)
+    p = np.asarray(points)
+    bad = (p[:, 0] < -tol) | (p[:, 0] > width - 1 + tol) | (p[:, 1] < -tol) | (p[:, 1] > height - 1 + tol)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: point {i} ({p[i, 0]:.1f}, {p[i, 1]:.1f}) lies outside the {width}x{height} "
+                        f"image ({int(bad.sum())} such points); fix that row or delete it")
+
+
+_AU_COL = re.compile(r"^au\s*0*(\d+)$", re.IGNORECASE)
+
+
+def au_value(cell: str, where: str) -> float:
+    """An AU cell -> [0, 1]: empty -> 0, a number in [0, 1], or a FACS intensity letter a..e."""
+    s = cell.strip().lower()
+    if not s:
+        return 0.0
+    if s in AU_LETTERS:
+        return AU_LETTERS[s]
+    try:
+        v = float(s)
+    except ValueError:
+        raise DataError(f"{where}: {cell!r} is neither a number in [0, 1] nor an intensity letter a..e") from None
+    if not 0.0 <= v <= 1.0:
+        raise DataError(f"{where}: {cell!r} is outside [0, 1]; use 0..1 or the letters a..e")
+    return v
+
+
+def read_au_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read ``aus.csv`` (``file,AU1,AU12,...``: any subset of taxonomy.ACTION_UNITS, values in [0, 1] or
+    a..e, empty = 0) -> {file name and base name: (len(ACTION_UNITS),) float32}; AUs not in the header
+    are 0. DataError naming the file and line for an unknown AU name or a bad value."""
+    path = Path(path)
+    rows = _rows(path)
+    _, header = next(rows)
+    h = [c.strip() for c in header or []]
+    if not h or h[0] != "file" or len(h) < 2:
+        raise DataError(f"{path}: expected a header 'file,AU1,AU2,...'; fix the file or remove it")
+    cols = []
+    for name in h[1:]:
+        m = _AU_COL.match(name)
+        if not m or int(m.group(1)) not in ACTION_UNITS:
+            raise DataError(f"{path}, line 1: unknown action unit {name!r}; columns must be AU<n> with n one of "
+                            f"{', '.join(map(str, ACTION_UNITS))} (drop other columns)")
+        cols.append(ACTION_UNITS.index(int(m.group(1))))
+    out: dict[str, np.ndarray] = {}
+    for lineno, row in rows:
+        if not row or not "".join(row).strip():
+            continue
+        name = row[0].strip().replace("\\", "/")
+        if len(row) != len(h) or not name:
+            raise DataError(f"{path}, line {lineno}: expected {len(h)} cells (file and {len(h) - 1} AUs), got "
+                            f"{len(row)}{'' if name else ' and no file name'}; fix or delete that line")
+        vec = np.zeros(len(ACTION_UNITS), dtype=np.float32)
+        for j, cell in zip(cols, row[1:]):
+            vec[j] = au_value(cell, f"{path}, line {lineno}, AU{ACTION_UNITS[j]}")
+        out[name] = vec
+        out.setdefault(os.path.basename(name), vec)
+    return out

@@ -143,12 +143,22 @@ def check_device(device: str, config_file: Path) -> None:
             raise ConfigError(f"device: {device} (in {config_file}) is not available on this machine; set device: cpu")
 
 
-def check_test_data(test_path: str, cfg, *, continual: bool, fewshot: bool) -> None:
-    """The external test folder holds every compound class the run will test (a listing, no decoding)."""
+def check_test_data(test_path: str, cfg, *, data_path: str | None, continual: bool, fewshot: bool) -> None:
+    """The external test folder holds every compound class the run will test (a listing, no decoding).
+
+    A folder holding none of the protocol's classes is left to the loader, whose message says more."""
     from compound_fer import taxonomy
     from compound_fer.data.load import scan
 
-    have = set(scan(test_path).category_counts())
+    protocol = set(taxonomy.basic_names(include_neutral=cfg.data.include_neutral)) | set(taxonomy.compound_names())
+    have = set(scan(test_path).category_counts()) & protocol
+    if not have:
+        return
+    if data_path:
+        train = set(scan(data_path).category_counts()) & protocol
+        if train and not train & have:
+            raise DataError(f"--test-data {test_path}: its classes ({', '.join(sorted(have))}) share none with "
+                            f"--data {data_path} ({', '.join(sorted(train))}); check the folder names")
     needed: list[str] = []
     if continual:
         needed += taxonomy.compound_names()
@@ -244,7 +254,7 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
         if cfg.evaluation.mode != "strict":
             raise ConfigError(f"--test-data needs evaluation.mode: strict, got {cfg.evaluation.mode!r}: drop "
                               f"--mode reference or --test-data")
-        check_test_data(test_data, cfg, continual=continual,
+        check_test_data(test_data, cfg, data_path=data, continual=continual,
                         fewshot=cfg.fewshot.enabled if fewshot is None else fewshot)
     out = check_out_dir(Path(args.out or Path("runs") / cfg.name))
     if os.environ.get("RANK", "0") == "0":  # under torchrun the first rank checks and records it

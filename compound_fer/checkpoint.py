@@ -15,6 +15,7 @@ through :func:`compound_fer.model_io.load_state_dict` (``weights_only=True``) in
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -116,7 +117,8 @@ class StepCheckpoint:
         if not self.path.is_file():
             return None
         try:
-            with open(self.path, "rb") as f:
+            # redirect: Avalanche's dill reducer for torch.device prints "Mapping cpu to cpu" per device
+            with open(self.path, "rb") as f, contextlib.redirect_stdout(io.StringIO()):
                 payload = _Pickler.make_loader(f, self.external).load()
         except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
             raise CheckpointError(f"{self.path} cannot be read as a step checkpoint (truncated or corrupt?): "

@@ -69,7 +69,7 @@ def main() -> int:
         cfg = base.with_overrides(**VARIANTS[name]) if VARIANTS[name] else base
         t0 = time.perf_counter()
         accs = [run_continual(cfg, method=args.method, order_index=i, order=o, basic_model=basic, splits=tune,
-                              inputs=inputs, seed=args.seed, progress=False)["overall_accuracy"]
+                              inputs=inputs, seed=args.seed, progress=False).overall_accuracy
                 for i, o in enumerate(orders)]
         rows[name] = {"overrides": VARIANTS[name], "overall_accuracy_val": sum(accs) / len(accs),
                       "per_order": accs, "seconds": round(time.perf_counter() - t0, 1)}

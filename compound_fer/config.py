@@ -117,12 +117,23 @@ class ContinualPhase(_Section):
     kd: KDConfig = KDConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("method_options")
+    @classmethod
+    def _declared_options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Every key must be an option its method declares where it is registered (training/registry.py)."""
+        if v:
+            from compound_fer.training.registry import check_method_options
+
+            try:
+                check_method_options(v)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        return v
+
     @field_validator("methods")
     @classmethod
     def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v:
-            raise ValueError("continual.methods must name at least one method")
-        return tuple(m.lower() for m in v)
+        return tuple(m.lower() for m in v)  # empty: no continual phase (e.g. `compound-fer fewshot`)
 
 
 class FewShotPhase(_Section):

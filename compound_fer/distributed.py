@@ -25,6 +25,8 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+from compound_fer.training.predict import predict as plain_predict
+
 
 # ------------------------------------------------------------------------------------------- setup
 def env_world_size() -> int:
@@ -133,8 +135,6 @@ def all_gather_tensor(t: torch.Tensor) -> list[torch.Tensor]:
 def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
     """Argmax predictions; under torchrun each rank predicts a strided shard and the shards are gathered,
     so every rank returns the predictions for all of ``inputs`` in their original order."""
-    from compound_fer.training.basic import predict as plain_predict
-
     model = unwrap(model)
     if not is_distributed():
         return plain_predict(model, inputs, batch_size=batch_size, device=device)
@@ -201,20 +201,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def pregrow_head(head: nn.Module, num_classes: int) -> None:
-    """Grow a dynamic head to ``num_classes`` outputs now, new units inactive (masked) until trained."""
-    from types import SimpleNamespace
-
-    if not hasattr(head, "adaptation"):
-        return
-    was_training = head.training
-    head.eval()  # GrowingHead / IncrementalClassifier activate units only in training mode
-    try:
-        head.adaptation(SimpleNamespace(classes_in_this_experience=list(range(num_classes))))
-    finally:
-        head.train(was_training)
-
-
 class GradientSyncPlugin:
     """Avalanche plugin: average gradients over ranks before every optimizer step (DDP's all-reduce), and
     BatchNorm statistics after every epoch (:func:`sync_buffers`).
@@ -260,5 +246,5 @@ def shard(n: int) -> Sequence[int] | slice:
 
 
 __all__ = ["GradientSyncPlugin", "all_gather_tensor", "barrier", "broadcast_object", "init_from_env",
-           "is_distributed", "is_main", "predict", "pregrow_head", "rank", "same_on_all_ranks", "shard", "sync_buffers",
+           "is_distributed", "is_main", "predict", "rank", "same_on_all_ranks", "shard", "sync_buffers",
            "shutdown", "training_plugins", "unwrap", "wrap_model", "world_size"]

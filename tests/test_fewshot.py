@@ -11,6 +11,7 @@ from torch import nn
 
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
+from compound_fer.inputs import Inputs
 from compound_fer.training.fewshot import FewShotResult, fewshot_table, run_fewshot, score_fewshot
 
 BASIC = [taxonomy.label_of(n) for n in taxonomy.basic_names()]
@@ -107,7 +108,7 @@ def test_cached_inputs_path(data):
     tr_maps = train.float_images()[:, None].repeat(1, 2, 1, 1, 1)
     te_maps = test.float_images()[:, None]
     res = run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, seed=0, epochs=40,
-                      lr=0.05, train_inputs=tr_maps, test_inputs=te_maps, cached=True)
+                      lr=0.05, inputs=Inputs(train=tr_maps, test=te_maps, cached=True))
     assert res.new_class_recall == 1.0 and res.seven_way_accuracy < 0.5
 
 

@@ -1,7 +1,8 @@
 """Results tables and figures from the runner's rows: JSON, CSV, Markdown; PNG + PDF plots.
 
-Rows are plain dicts (one per basic model, continual run or few-shot run), so a report can be rebuilt
-from ``results.json`` or from the per-row files alone (`compound-fer report DIR`).
+Rows are :mod:`compound_fer.evaluation.rows` dataclasses (one per basic model, continual run or few-shot
+run), read here by attribute; every function also takes their JSON dicts, so a report can be rebuilt from
+``results.json`` or from the per-row files alone (`compound-fer report DIR`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from compound_fer.evaluation.rows import BasicRow, ContinualRow, FewShotRow, Row, as_rows
 from compound_fer.io import write_json, write_text
 
 #: Columns of the continual summary table, in order.
@@ -38,53 +40,53 @@ def _mean(xs: Iterable[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def summarize(rows: Sequence[dict]) -> dict[str, dict[str, Any]]:
+def _continual_groups(rows: Sequence[Row | dict]) -> dict[str, list[ContinualRow]]:
+    """Continual rows by report group (method, with the mode when not strict), in row order."""
+    groups: dict[str, list[ContinualRow]] = defaultdict(list)
+    for r in as_rows(rows):
+        if isinstance(r, ContinualRow):
+            groups[r.group].append(r)
+    return groups
+
+
+def summarize(rows: Sequence[Row | dict]) -> dict[str, dict[str, Any]]:
     """Per (method, mode) summary over orders and seeds of the continual rows."""
     from compound_fer.evaluation.metrics import summarize_orders
 
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r.get("kind") == "continual":
-            groups[_group_key(r)].append(r)
     out = {}
-    for key, rs in groups.items():
-        s = summarize_orders(rs)
-        s["method"] = rs[0]["method"]
-        s["mode"] = rs[0].get("mode", "strict")
+    for key, rs in _continual_groups(rows).items():
+        s = summarize_orders([r.to_dict() for r in rs])
+        s["method"] = rs[0].method
+        s["mode"] = rs[0].mode or "strict"
         s["runs"] = len(rs)
-        s["seeds"] = sorted({r["seed"] for r in rs})
-        s["final_new_accuracy"] = _mean(_mean(r["new_class_accuracy"][1:]) for r in rs)
-        s["final_old_accuracy"] = _mean(_mean(r["old_class_accuracy"][1:]) for r in rs)
-        s["seconds"] = _mean(r["seconds"] for r in rs)
-        s["train_seconds_after_basic"] = _mean(r.get("train_seconds_after_basic") for r in rs)
-        per_order = [_mean(r["step_accuracy"]) for r in rs]
+        s["seeds"] = sorted({r.seed for r in rs})
+        s["final_new_accuracy"] = _mean(_mean(r.new_class_accuracy[1:]) for r in rs)
+        s["final_old_accuracy"] = _mean(_mean(r.old_class_accuracy[1:]) for r in rs)
+        s["seconds"] = _mean(r.seconds for r in rs)
+        s["train_seconds_after_basic"] = _mean(r.train_seconds_after_basic for r in rs)
+        per_order = [_mean(r.step_accuracy) for r in rs]
         s["best_order_overall"] = float(np.max(per_order))
         s["worst_order_overall"] = float(np.min(per_order))
         out[key] = s
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["overall_accuracy"]))
 
 
-def _group_key(r: dict) -> str:
-    mode = r.get("mode", "strict")
-    return r["method"] if mode == "strict" else f"{r['method']} ({mode})"
-
-
-def fewshot_summary(rows: Sequence[dict]) -> list[dict]:
+def fewshot_summary(rows: Sequence[Row | dict]) -> list[dict]:
     """Few-shot table: per shot count, mean new-class recall (the reference's number), 7-way and basic accuracy."""
-    by_shots: dict[int, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r.get("kind") == "fewshot":
-            by_shots[int(r["shots"])].append(r)
+    by_shots: dict[int, list[FewShotRow]] = defaultdict(list)
+    for r in as_rows(rows):
+        if isinstance(r, FewShotRow):
+            by_shots[int(r.shots)].append(r)
     table = []
     for shots in sorted(by_shots):
         rs = by_shots[shots]
         table.append({
             "shots": shots,
             "runs": len(rs),
-            "new_class_recall": _mean(r["new_class_recall"] for r in rs),
-            "seven_way_accuracy": _mean(r["seven_way_accuracy"] for r in rs),
-            "basic_accuracy": _mean(r.get("basic_accuracy") for r in rs),
-            "perfect_new_class_share": _mean(float(r["new_class_recall"] == 1.0) for r in rs),
+            "new_class_recall": _mean(r.new_class_recall for r in rs),
+            "seven_way_accuracy": _mean(r.seven_way_accuracy for r in rs),
+            "basic_accuracy": _mean(r.basic_accuracy for r in rs),
+            "perfect_new_class_share": _mean(float(r.new_class_recall == 1.0) for r in rs),
         })
     return table
 
@@ -95,15 +97,15 @@ def _fmt(x: Any, pct: bool = True) -> str:
     return f"{100 * x:.2f}" if pct else f"{x:.1f}"
 
 
-def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: Sequence[dict]) -> str:
+def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: Sequence[BasicRow | dict]) -> str:
     """The Markdown tables of a run: basic models, continual summary, few-shot."""
     out = io.StringIO()
     if basic_rows:
         out.write("### Basic model (experience 0)\n\n| seed | backbone | best epoch | val acc. | test acc. | s |\n"
                   "|---|---|---|---|---|---|\n")
-        for r in basic_rows:
-            out.write(f"| {r['seed']} | {r.get('backbone')} | {r.get('best_epoch')} | {_fmt(r.get('val_accuracy'))} | "
-                      f"{_fmt(r.get('test_accuracy'))} | {r.get('seconds')} |\n")
+        for r in as_rows(basic_rows):
+            out.write(f"| {r.seed} | {r.backbone} | {r.best_epoch} | {_fmt(r.val_accuracy)} | "
+                      f"{_fmt(r.test_accuracy)} | {r.seconds} |\n")
         out.write("\n")
     if summary:
         out.write("### Continual (accuracies in %, mean over orders and seeds)\n\n")
@@ -125,6 +127,7 @@ def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: S
 
 
 def _csv(rows: Sequence[dict]) -> str:
+    """The scalar keys of every row (JSON dicts), one CSV line each."""
     scalar_rows = [{k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None} for r in rows]
     keys: list[str] = []
     for r in scalar_rows:
@@ -149,22 +152,19 @@ def _save(fig, path: Path) -> list[str]:
     return paths
 
 
-def plot_step_curves(rows: Sequence[dict], out: Path) -> list[str]:
+def plot_step_curves(rows: Sequence[Row | dict], out: Path) -> list[str]:
     """Per method: best, average and worst class order (as the reference plots), and all methods' means."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r.get("kind") == "continual":
-            groups[_group_key(r)].append(r)
+    groups = _continual_groups(rows)
     written: list[str] = []
     fig_all, ax_all = plt.subplots(figsize=(7, 4.2))
     colours = plt.get_cmap("tab10").colors
     for i, (key, rs) in enumerate(sorted(groups.items())):
-        curves = np.array([r["step_accuracy"] for r in rs], dtype=float)
+        curves = np.array([r.step_accuracy for r in rs], dtype=float)
         means = np.nanmean(curves, axis=1)
         x = np.arange(curves.shape[1])
         fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -187,17 +187,13 @@ def plot_step_curves(rows: Sequence[dict], out: Path) -> list[str]:
     return written
 
 
-def plot_matrices(rows: Sequence[dict], out: Path) -> list[str]:
+def plot_matrices(rows: Sequence[Row | dict], out: Path) -> list[str]:
     """Mean accuracy matrix per method, and the final confusion matrix of its first order."""
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r.get("kind") == "continual":
-            groups[_group_key(r)].append(r)
     written: list[str] = []
-    for key, rs in sorted(groups.items()):
-        mats = np.array([r["accuracy_matrix"] for r in rs], dtype=float)
+    for key, rs in sorted(_continual_groups(rows).items()):
+        mats = np.array([r.accuracy_matrix for r in rs], dtype=float)
         with warnings.catch_warnings():  # entries above the diagonal are NaN by definition
             warnings.simplefilter("ignore", RuntimeWarning)
             m = np.nan_to_num(np.nanmean(mats, axis=0))
@@ -207,8 +203,8 @@ def plot_matrices(rows: Sequence[dict], out: Path) -> list[str]:
         fig.colorbar(im, ax=ax, label="%")
         written += _save(fig, out / f"accuracy_matrix_{_slug(key)}")
         r0 = rs[0]
-        cm = np.asarray(r0["final_confusion_matrix"], dtype=float)
-        names = [r0["class_names"][c] for c in r0["final_confusion_classes"]]
+        cm = np.asarray(r0.final_confusion_matrix, dtype=float)
+        names = [r0.class_names[c] for c in r0.final_confusion_classes]
         cmn = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(7.5, 6.5))
         im = ax.imshow(cmn, vmin=0, vmax=1, cmap="Blues")
@@ -224,15 +220,17 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in s).strip("_")
 
 
-def write_report(out_dir: str | Path, *, rows: Sequence[dict], header: dict, config: Any = None,
+def write_report(out_dir: str | Path, *, rows: Sequence[Row | dict], header: dict, config: Any = None,
                  figures: bool = True) -> dict:
     """Write results.json, results.csv, results.md and figures/ under ``out_dir``; returns the summary."""
     out_dir = Path(out_dir)
+    rows = as_rows(rows)
+    dicts = [r.to_dict() for r in rows]
     summary = summarize(rows)
     few = fewshot_summary(rows)
-    basic_rows = [r for r in rows if r.get("kind") == "basic"]
-    write_json(out_dir / "results.json", {**header, "summary": summary, "fewshot": few, "rows": list(rows)})
-    write_text(out_dir / "results.csv", _csv(rows))
+    basic_rows = [r for r in rows if isinstance(r, BasicRow)]
+    write_json(out_dir / "results.json", {**header, "summary": summary, "fewshot": few, "rows": dicts})
+    write_text(out_dir / "results.csv", _csv(dicts))
     md = f"## {header.get('config', 'run')}\n\n`{header.get('command')}` (commit {header.get('commit')})\n\n"
     write_text(out_dir / "results.md", md + markdown_tables(summary, few, basic_rows))
     if figures and summary:

@@ -8,34 +8,17 @@ docstring lists its options and constraints.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from compound_fer.errors import ConfigError
-from compound_fer.training.registry import StrategyArgs, register
+from compound_fer.training.heads import pregrow_head
+from compound_fer.training.optim import optimizer_from_args
+from compound_fer.training.entry import StrategyArgs, register
 
-__all__ = ["make_optimizer", "quiet_evaluator", "common_kwargs", "FeaturesOf", "ModelFeaturesHerding"]
-
-_OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-def make_optimizer(params: Iterable[nn.Parameter], args: StrategyArgs) -> torch.optim.Optimizer:
-    """The optimizer named by ``args.optimizer`` (adam, adamw, sgd with momentum 0.9) at ``args.lr``.
-
-    Avalanche re-collects the model's parameters when the head grows, so the list given here only seeds it.
-    """
-    name = args.optimizer.lower()
-    params = list(params)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    raise ConfigError(f"strategy option optimizer={args.optimizer!r} is unknown; use one of {', '.join(_OPTIMIZERS)}")
-
+__all__ = ["quiet_evaluator", "common_kwargs", "FeaturesOf", "ModelFeaturesHerding"]
 
 def quiet_evaluator() -> Any:
     """An EvaluationPlugin with no metrics and no loggers: results come from StepPredictionsPlugin instead."""
@@ -66,7 +49,7 @@ def common_kwargs(
         evaluator=evaluator if evaluator is not None else quiet_evaluator(),
     )
     if with_optimizer:
-        out["optimizer"] = make_optimizer(model.parameters(), args)
+        out["optimizer"] = optimizer_from_args(model.parameters(), args)
     return out
 
 
@@ -122,7 +105,9 @@ def build_naive(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
     return Naive(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
 
 
-@register("lwf", summary="Learning without Forgetting (Li & Hoiem 2016), Avalanche LwF", uses_memory=False)
+@register("lwf", summary="Learning without Forgetting (Li & Hoiem 2016), Avalanche LwF", uses_memory=False,
+          options={"alpha": "distillation weight (1.0)",
+                   "temperature": "distillation temperature (the runner passes continual.kd.temperature)"})
 def build_lwf(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """LwF: distils the previous step's model on the current data. ``extra``: alpha (1.0), temperature (2.0).
 
@@ -138,7 +123,9 @@ def build_lwf(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: 
     )
 
 
-@register("ewc", summary="Elastic Weight Consolidation (Kirkpatrick et al. 2017)", uses_memory=False)
+@register("ewc", summary="Elastic Weight Consolidation (Kirkpatrick et al. 2017)", uses_memory=False,
+          options={"ewc_lambda": "penalty weight (100.0)", "ewc_mode": "separate (default) or online",
+                   "decay_factor": "Fisher decay in online mode (0.9)"})
 def build_ewc(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """EWC with one Fisher penalty per experience. ``extra``: ewc_lambda (100.0), ewc_mode ("separate")."""
     from avalanche.training.supervised import EWC
@@ -171,7 +158,7 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
 
     if not hasattr(model, "head"):
         raise ConfigError(f"iCaRL needs a model with .head and .features(x); {type(model).__name__} has no head")
-    _pregrow_head(model.head, args.num_classes_total)
+    pregrow_head(model.head, args.num_classes_total)
     kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
     kw.pop("criterion")  # iCaRL brings its own BCE distillation loss
     strategy = ICaRL(
@@ -188,20 +175,6 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
         if type(p).__name__ == "_ICaRLPlugin" and getattr(model, "feature_dim", None):
             p.embedding_size = int(model.feature_dim)
     return strategy
-
-
-def _pregrow_head(head: nn.Module, num_classes: int) -> None:
-    """Grow a dynamic head to ``num_classes`` outputs now, without activating the new units."""
-    from types import SimpleNamespace
-
-    if not hasattr(head, "adaptation"):
-        return
-    was_training = head.training
-    head.eval()  # IncrementalClassifier activates units only in training mode
-    try:
-        head.adaptation(SimpleNamespace(classes_in_this_experience=list(range(num_classes))))
-    finally:
-        head.train(was_training)
 
 
 @register("replay", summary="experience replay, random class-balanced buffer of mem_size images", uses_memory=True)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from compound_fer import distributed as dist
 from compound_fer.data.augment import augment_batch
+from compound_fer.training.predict import accuracy, predict  # noqa: F401 - predict: the one helper, re-exported
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +30,6 @@ class BasicResult:
     best_val_accuracy: float
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-
-
-@torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
-    """Argmax predictions for float inputs, batched, restoring the model's train/eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(inputs[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(inputs), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
-
-
-def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, **kw) -> float:
-    if len(targets) == 0:
-        return float("nan")
-    return float((predict(model, inputs, **kw) == targets).float().mean())
 
 
 def train_basic(

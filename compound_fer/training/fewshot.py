@@ -21,6 +21,8 @@ from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import ConfigError
 from compound_fer.evaluation.metrics import accuracy, step_accuracy
+from compound_fer.inputs import Inputs
+from compound_fer.training.predict import predict
 
 __all__ = ["FewShotResult", "run_fewshot", "score_fewshot", "fewshot_table"]
 
@@ -89,9 +91,7 @@ def run_fewshot(
     epochs: int = 20,
     lr: float = 1e-4,
     batch_size: int = 32,
-    train_inputs: torch.Tensor | None = None,
-    test_inputs: torch.Tensor | None = None,
-    cached: bool = False,
+    inputs: Inputs | None = None,
     include_neutral: bool = False,
     kd: Any = None,
     temperature: float = 3.0,
@@ -104,25 +104,22 @@ def run_fewshot(
     """Train one 7-way few-shot model from ``basic_model`` (left untouched) and score it both ways.
 
     ``basic_model`` outputs the basic classes in taxonomy order (6, or 7 with neutral first), as the
-    basic phase trains it. ``train_inputs`` / ``test_inputs`` (one row per FaceSet row) replace the images,
-    e.g. cached trunk maps: then pass ``cached=True`` (rows are (views, C, H, W); a random view per
-    sample in training, view 0 in test) and the tail + head are trained on them. ``kd`` (a KDConfig or a
+    basic phase trains it. ``inputs`` (its ``train`` / ``test`` rows match ``train`` / ``test``) replace
+    the images, e.g. cached trunk maps (:class:`~compound_fer.inputs.Inputs` then wraps the model to its
+    tail + head and picks the views). ``kd`` (a KDConfig or a
     mapping) overrides ``temperature``, ``gamma0`` and ``teacher_padding``; the few-shot step is
     continual step i = 0, so the KD weight is ``gamma0`` (0.1). ``trainable`` is the FERModel policy
     (reference: conv5 + head = ``"tail_head"``); ``None`` leaves the model's flags as they are.
     Default ``epochs``/``lr`` are ours: the reference used Adam 1e-5 with early stopping on the fold it
     reports, which we do not copy.
     """
-    from compound_fer.features import CachedTrunkModel, PickView
     from compound_fer.scenarios import fewshot_benchmark
-    from compound_fer.training.basic import predict
     from compound_fer.training.distillation import DistillationPlugin
     from compound_fer.training.registry import make_strategy
 
     if shots < 1:
         raise ConfigError(f"few-shot: shots={shots} must be >= 1")
-    if cached and (train_inputs is None or test_inputs is None):
-        raise ConfigError("few-shot: cached=True needs train_inputs and test_inputs (cached trunk maps)")
+    inputs = inputs if inputs is not None else Inputs.of_images(train=train, test=test)
     temperature, gamma0, teacher_padding = _kd_settings(kd, temperature, gamma0, teacher_padding)
     name = taxonomy.by_name(compound).name
     if taxonomy.by_name(name).kind != "compound":
@@ -130,9 +127,8 @@ def run_fewshot(
 
     bench = fewshot_benchmark(
         train=train, test=test, compound=name, shots=shots, seed=seed, include_neutral=include_neutral,
-        train_inputs=train_inputs, test_inputs=None if test_inputs is None else (test_inputs[:, :1] if cached else test_inputs),
-        train_transform=PickView(random=True) if cached else None,
-        eval_transform=PickView(random=False) if cached else None,
+        train_inputs=inputs.train, test_inputs=inputs.test_view,
+        train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
     )
     n_basic = len(bench.experience_classes[0])
     new_label = bench.experience_classes[1][0]
@@ -148,8 +144,7 @@ def run_fewshot(
     if trainable is not None and hasattr(student, "set_trainable"):
         student.set_trainable(trainable)
     teacher = copy.deepcopy(basic_model)
-    net = CachedTrunkModel(model=student) if cached else student
-    teacher_net = CachedTrunkModel(model=teacher) if cached else teacher
+    net, teacher_net = inputs.wrap(student), inputs.wrap(teacher)
     plugin = DistillationPlugin(teacher=teacher_net, temperature=temperature, gamma0=gamma0,
                                 teacher_padding=teacher_padding, teacher_mode="basic")
     strategy = make_strategy(
@@ -160,10 +155,7 @@ def run_fewshot(
 
     rows = np.concatenate(list(bench.test_index))
     y_true = bench.to_model_labels(test.labels[torch.as_tensor(rows)]).numpy()
-    if test_inputs is None:
-        x_test = test.float_images()[torch.as_tensor(rows)]
-    else:
-        x_test = (test_inputs[:, 0] if cached else test_inputs)[torch.as_tensor(rows)].float()
+    x_test = inputs.test_x[torch.as_tensor(rows)].float()
     y_pred = predict(strategy.model, x_test, device=device).numpy()
     before = predict(teacher_net, x_test[torch.as_tensor(y_true < n_basic)], device=device).numpy()
     scores = score_fewshot(y_true, y_pred, new_class=new_label, basic_classes=range(n_basic))
@@ -174,7 +166,8 @@ def run_fewshot(
         n_way=n_basic + 1, n_test_new=int((y_true == new_label).sum()), n_test_basic=int((y_true < n_basic).sum()),
         epochs=epochs, lr=lr,
         settings={"temperature": temperature, "gamma": float(plugin.gamma0), "teacher_padding": teacher_padding,
-                  "trainable": trainable, "batch_size": batch_size, "cached": cached, "classes": list(bench.names)},
+                  "trainable": trainable, "batch_size": batch_size,
+                  "cached": inputs.cached, "classes": list(bench.names)},
         **scores,
     )
 

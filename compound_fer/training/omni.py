@@ -43,8 +43,8 @@ from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import DataError
 from compound_fer.training.distill_data import distribution_matching
-from compound_fer.training.purified import make_optimizer
-from compound_fer.training.registry import StrategyArgs, register
+from compound_fer.training.optim import optimizer_from_args
+from compound_fer.training.entry import StrategyArgs, register
 
 try:
     from avalanche.core import SupervisedPlugin
@@ -251,7 +251,12 @@ class DistilledReplayPlugin(SupervisedPlugin):
 
 
 @register("omni", summary="fine-tuning + distilled replay (optionally pool mining): omni-supervised distilled data",
-          uses_memory=True)
+          uses_memory=True,
+          options={"ipc": "distilled images per class (default mem_size // classes)",
+                   "dm_iterations": "distribution-matching iterations (200)", "dm_lr": "their learning rate (0.05)",
+                   "replay_mb_size": "replay minibatch size (default train_mb_size)",
+                   "pool": "unlabelled pool to mine (API only: a float tensor)",
+                   "mine_per_class": "pool images mined per class (50)"})
 def build_omni(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
     """Fine-tuning with :class:`DistilledReplayPlugin`; ``extra``: ipc, dm_iterations, dm_lr, replay_mb_size,
     pool (float tensor in the model's input format), mine_per_class."""
@@ -266,7 +271,7 @@ def build_omni(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins
     )
     kw = {} if evaluator is None else {"evaluator": evaluator}
     return SupervisedTemplate(
-        model=model, optimizer=make_optimizer(model.parameters(), args), criterion=nn.CrossEntropyLoss(),
+        model=model, optimizer=optimizer_from_args(model.parameters(), args), criterion=nn.CrossEntropyLoss(),
         train_mb_size=args.train_mb_size, train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size,
         device=args.device, plugins=[*plugins, plugin], **kw,
     )

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from compound_fer.errors import ConfigError
-from compound_fer.training.purified import make_optimizer
-from compound_fer.training.registry import StrategyArgs, register
+from compound_fer.training.optim import optimizer_from_args
+from compound_fer.training.entry import StrategyArgs, register
 
 try:
     from avalanche.training.templates import SupervisedTemplate
@@ -167,7 +167,7 @@ class PathNetStrategy(SupervisedTemplate):
                 p.requires_grad_(False)
         kw = {} if evaluator is None else {"evaluator": evaluator}
         super().__init__(
-            model=model, optimizer=make_optimizer(model.trainable_parameters(), args), criterion=nn.CrossEntropyLoss(),
+            model=model, optimizer=optimizer_from_args(model.trainable_parameters(), args), criterion=nn.CrossEntropyLoss(),
             train_mb_size=args.train_mb_size, train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size,
             device=args.device, plugins=list(plugins), **kw,
         )
@@ -192,7 +192,7 @@ class PathNetStrategy(SupervisedTemplate):
         # new task's head (added by the adaptation) trains, so that first call may find nothing to optimise.
         params = self.model.trainable_parameters()
         if params:
-            self.optimizer = make_optimizer(params, self.args)
+            self.optimizer = optimizer_from_args(params, self.args)
 
     def _draw_pair(self) -> tuple[int, int]:
         i, j = torch.randperm(self.population_size, generator=self.g)[:2].tolist()
@@ -247,7 +247,13 @@ def pathnet_from_args(model: nn.Module, args: StrategyArgs) -> PathNet:
 
 
 @register("pathnet", summary="PathNet: evolved paths over MLP modules, best path frozen per task, replay memory",
-          uses_memory=True)
+          uses_memory=True,
+          options={"pathnet_in_features": "feature size entering the paths (default the backbone's)",
+                   "pathnet_layers": "layers (3)", "pathnet_modules": "modules per layer (10)",
+                   "pathnet_active": "active modules per layer in a path (3)", "pathnet_hidden": "module width (64)",
+                   "population": "paths per tournament population (8)", "tournament_steps": "tournament rounds (5)",
+                   "train_trunk_first": "train the backbone on experience 0 first (true)",
+                   "pathnet_basic_epochs": "epochs of that first training (default train_epochs)"})
 def build_pathnet(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
     """PathNet strategy on the given backbone; ``extra``: pathnet_layers/modules/active/hidden, population,
     tournament_steps, train_trunk_first. A class-balanced replay memory of ``mem_size`` is added."""

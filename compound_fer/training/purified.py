@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from compound_fer.errors import ConfigError, DataError
-from compound_fer.training.registry import StrategyArgs, register
+from compound_fer.training.optim import optimizer_from_args
+from compound_fer.training.entry import StrategyArgs, register
 
 try:  # avalanche is heavy; the module stays importable for docs without it
     from avalanche.benchmarks.utils.data_attribute import DataAttribute
@@ -76,18 +77,6 @@ def benchmark_subjects(cb: Any, train: Any) -> list[torch.Tensor]:
         order = torch.as_tensor(np.argsort(model_labels.numpy(), kind="stable"))
         out.append(train.subjects[rows[order]])
     return out
-
-
-def make_optimizer(params: Any, args: StrategyArgs) -> torch.optim.Optimizer:
-    """The torch optimizer that ``args.optimizer`` names (adam, adamw, sgd)."""
-    name = args.optimizer.lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    raise ConfigError(f"unknown optimizer {args.optimizer!r}; use adam, adamw or sgd")
 
 
 class PurifiedLearning(SupervisedPlugin):
@@ -256,10 +245,26 @@ def _template(*, model: Any, args: StrategyArgs, evaluator: Any, plugins: list) 
 
     kw = {} if evaluator is None else {"evaluator": evaluator}
     return SupervisedTemplate(
-        model=model, optimizer=make_optimizer(model.parameters(), args), criterion=nn.CrossEntropyLoss(),
+        model=model, optimizer=optimizer_from_args(model.parameters(), args), criterion=nn.CrossEntropyLoss(),
         train_mb_size=args.train_mb_size, train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size,
         device=args.device, plugins=plugins, **kw,
     )
+
+
+def _kdpsmr_options() -> dict[str, str]:
+    """The options of the paper's strategy, which kdpsmr+purified builds on."""
+    try:
+        from compound_fer.training.strategies import KDPSMR_OPTIONS
+    except ImportError:  # pragma: no cover - avalanche missing: the module is only read for its docs
+        return {}
+    return KDPSMR_OPTIONS
+
+
+#: the options plugin_from_args reads (``subjects`` is passed by the runner, not an option)
+PURIFIED_OPTIONS = {"purify_weight": "weight of the purification term (1.0)",
+                    "purify_mode": "confusion (default) or another PurifiedLearning mode",
+                    "probe_lr": "identity probe learning rate (0.01)",
+                    "purify_warmup": "iterations before purification starts (0)"}
 
 
 def plugin_from_args(args: StrategyArgs) -> PurifiedLearning:
@@ -273,21 +278,17 @@ def plugin_from_args(args: StrategyArgs) -> PurifiedLearning:
 
 
 @register("purified", summary="fine-tuning + PurifiedLearning (identity probe, purification of expression features)",
-          needs_subjects=True)
+          needs_subjects=True, options=PURIFIED_OPTIONS)
 def build_purified(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
     """Plain fine-tuning with the PurifiedLearning plugin; the dataset must carry ``subjects``."""
     return _template(model=model, args=args, evaluator=evaluator, plugins=[*plugins, plugin_from_args(args)])
 
 
 @register("kdpsmr+purified", summary="KD + PSMR (the paper's method) with PurifiedLearning added", uses_memory=True,
-          caps_new_class=True, needs_subjects=True)
+          caps_new_class=True, needs_subjects=True, options={**_kdpsmr_options(), **PURIFIED_OPTIONS})
 def build_kdpsmr_purified(*, model: Any, args: StrategyArgs, evaluator: Any = None,
                           plugins: Sequence[Any] = ()) -> Any:
     """The paper's KD + PSMR strategy, with PurifiedLearning appended to its plugins."""
-    from compound_fer.training.registry import available
+    from compound_fer.training.strategies import build_kdpsmr
 
-    entries = available()
-    if "kdpsmr" not in entries:
-        raise ConfigError("kdpsmr+purified needs the 'kdpsmr' strategy (compound_fer.training.strategies)")
-    return entries["kdpsmr"].builder(model=model, args=args, evaluator=evaluator,
-                                     plugins=[*plugins, plugin_from_args(args)])
+    return build_kdpsmr(model=model, args=args, evaluator=evaluator, plugins=[*plugins, plugin_from_args(args)])

@@ -21,24 +21,11 @@ from avalanche.training.templates import SupervisedTemplate
 
 from compound_fer.errors import ConfigError
 from compound_fer.training.distillation import DistillationPlugin, Padding, TeacherMode
+from compound_fer.training.optim import make_optimizer, optimizer_from_args
 from compound_fer.training.predictive_sorting import Mode, PSMRPlugin, Score
-from compound_fer.training.registry import StrategyArgs, register
+from compound_fer.training.entry import StrategyArgs, register
 
 log = logging.getLogger(__name__)
-
-
-def make_optimizer(model: nn.Module, *, name: str = "adam", lr: float = 1e-5,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Optimizer over all parameters (frozen ones get no gradient and are skipped by the step)."""
-    key = name.lower()
-    params = list(model.parameters())
-    if key == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if key == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if key == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ConfigError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
 
 
 class _FirstExperienceLR(SupervisedPlugin):
@@ -113,7 +100,7 @@ class KDPSMR(SupervisedTemplate):
         if basic_lr is not None:
             own.append(_FirstExperienceLR(basic_lr=basic_lr, lr=lr))
         if optimizer is None:
-            optimizer = make_optimizer(model, name="adam", lr=lr)
+            optimizer = make_optimizer(model.parameters(), name="adam", lr=lr)
         kwargs: dict[str, Any] = {}
         if evaluator is not None:
             kwargs["evaluator"] = evaluator
@@ -138,9 +125,24 @@ class PSMROnly(KDPSMR):
 
 # --------------------------------------------------------------------------- registry builders
 
-_KD_KEYS = {"temperature", "gamma0", "teacher_padding", "teacher_mode", "teacher"}
-_PSMR_KEYS = {"quota", "memory_fraction", "memory_mode", "score", "total_train_images", "max_size"}
-_COMMON_KEYS = {"basic_lr", "eval_every"}
+#: the options each part reads (the runner passes the distillation ones from continual.kd, and memory_mode
+#: and quota from continual); ``teacher`` (a model) is an API-only KD option
+_KD_OPTIONS = {"temperature": "distillation temperature T (continual.kd.temperature, 3.0)",
+               "gamma0": "KD weight at step 0 (continual.kd.gamma0, 0.1)",
+               "teacher_padding": "zeros or mask for the teacher's missing classes (continual.kd.teacher_padding)",
+               "teacher_mode": "basic (frozen basic model) or previous (continual.kd.teacher_mode)"}
+_PSMR_OPTIONS = {"quota": "images kept per class (the runner passes memory_fraction x train images // classes)",
+                 "memory_fraction": "per-class memory as a share of the training images (instead of quota)",
+                 "memory_mode": "grow or limit (continual.memory_mode)",
+                 "score": "how PSMR ranks a class's images for the memory (logit)",
+                 "total_train_images": "training images the memory_fraction refers to",
+                 "max_size": "memory limit in images in limit mode (default mem_size)"}
+_COMMON_OPTIONS = {"basic_lr": "learning rate while training experience 0 (default lr)",
+                   "eval_every": "Avalanche periodic evaluation (-1: none)"}
+_KD_KEYS = set(_KD_OPTIONS) | {"teacher"}
+_PSMR_KEYS = set(_PSMR_OPTIONS)
+_COMMON_KEYS = set(_COMMON_OPTIONS)
+KDPSMR_OPTIONS = {**_COMMON_OPTIONS, **_KD_OPTIONS, **_PSMR_OPTIONS}
 
 
 def _build(cls: type[KDPSMR], *, model: nn.Module, args: StrategyArgs, evaluator: Any,
@@ -157,30 +159,31 @@ def _build(cls: type[KDPSMR], *, model: nn.Module, args: StrategyArgs, evaluator
         if opts.get("memory_mode", "grow") == "limit" and opts.get("max_size") is None:
             opts["max_size"] = max(1, args.mem_size)
         opts["num_classes_total"] = args.num_classes_total
-    optimizer = make_optimizer(model, name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = optimizer_from_args(model.parameters(), args)
     return cls(model=model, optimizer=optimizer, lr=args.lr, train_mb_size=args.train_mb_size,
                train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size, device=args.device,
                plugins=list(plugins), evaluator=evaluator, seed=args.seed, **opts)
 
 
 @register("kdpsmr", summary="The paper: KD from the frozen basic model + Predictive Sorting Memory Replay",
-          uses_memory=True, caps_new_class=True)
+          uses_memory=True, caps_new_class=True, options=KDPSMR_OPTIONS)
 def build_kdpsmr(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDPSMR:
     """Registry builder for :class:`KDPSMR`; ``args.extra`` may hold any KD/PSMR option."""
     return _build(KDPSMR, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
-@register("kd", summary="Ablation: KD from the frozen basic model, no replay", uses_memory=False)
+@register("kd", summary="Ablation: KD from the frozen basic model, no replay", uses_memory=False,
+          options={**_COMMON_OPTIONS, **_KD_OPTIONS})
 def build_kd_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDOnly:
     """Registry builder for :class:`KDOnly`."""
     return _build(KDOnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
 @register("psmr", summary="Ablation: Predictive Sorting Memory Replay, no KD", uses_memory=True,
-          caps_new_class=True)
+          caps_new_class=True, options={**_COMMON_OPTIONS, **_PSMR_OPTIONS})
 def build_psmr_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> PSMROnly:
     """Registry builder for :class:`PSMROnly`."""
     return _build(PSMROnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
-__all__ = ["KDOnly", "KDPSMR", "PSMROnly", "build_kd_only", "build_kdpsmr", "build_psmr_only", "make_optimizer"]
+__all__ = ["KDOnly", "KDPSMR", "PSMROnly", "build_kd_only", "build_kdpsmr", "build_psmr_only"]

@@ -1,0 +1,84 @@
+"""What the continual and few-shot steps train and test on, and what "cached" implies for them.
+
+:class:`Inputs` holds one row per FaceSet row of each split: float images (N, 3, H, W), or cached trunk
+maps (N, views, C, H, W) of a frozen trunk. With maps, the model is wrapped to run its tail + head
+only, training picks a random view per sample and testing uses view 0: these choices live here, once.
+The optional ``*_extra`` tensors (N, F) ride along per face (e.g. landmark or action-unit features);
+nothing reads them yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from compound_fer.features import CachedTrunkModel, PickView, trunk_maps
+
+__all__ = ["Inputs", "make_inputs"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    """Per-split model inputs (images or cached trunk maps) and per-face extras (unused for now)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+    val: torch.Tensor | None = None
+    cached: bool = False
+    train_extra: torch.Tensor | None = None
+    val_extra: torch.Tensor | None = None
+    test_extra: torch.Tensor | None = None
+
+    @classmethod
+    def of_images(cls, *, train: Any, test: Any, val: Any = None) -> "Inputs":
+        """Float images of FaceSets (no caching): the model sees whole images."""
+        return cls(train=train.float_images(), test=test.float_images(),
+                   val=None if val is None else val.float_images())
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The network that consumes these inputs: the tail + head of ``model`` on maps, else ``model``."""
+        return CachedTrunkModel(model=model) if self.cached else model
+
+    @property
+    def train_transform(self) -> PickView | None:
+        """Per-sample transform of training inputs: a random cached view (maps), none (images)."""
+        return PickView(random=True) if self.cached else None
+
+    @property
+    def eval_transform(self) -> PickView | None:
+        """Per-sample transform of test inputs: view 0 (maps), none (images)."""
+        return PickView(random=False) if self.cached else None
+
+    @property
+    def test_view(self) -> torch.Tensor:
+        """Test inputs as a benchmark stream holds them (maps keep a view axis of length 1)."""
+        return self.test[:, :1] if self.cached else self.test
+
+    def one_view(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (rows of one of these splits) as a model takes it in a batch: view 0 of maps, else as is."""
+        return x[:, 0] if self.cached else x
+
+    @property
+    def test_x(self) -> torch.Tensor:
+        """Test inputs ready for prediction (view 0 of maps)."""
+        return self.one_view(self.test)
+
+
+def make_inputs(cfg: Any, model: nn.Module, splits: Any, *, seed: int, progress: bool = True) -> Inputs:
+    """Float images of each split, or (``cfg.cache_trunk``) the maps of ``model``'s trunk, computed once.
+
+    Training maps hold ``cfg.continual.augment_views`` augmented views besides the plain one.
+    """
+    from compound_fer.data.augment import make_augment
+
+    if not cfg.cache_trunk:
+        return Inputs.of_images(train=splits.train, val=splits.val, test=splits.test)
+    views = cfg.continual.augment_views
+    train = trunk_maps(model, splits.train.images, views=views, augment=make_augment(cfg.augment) if views else None,
+                       seed=seed, device=cfg.device, progress=progress, desc="trunk maps (train)")
+    val, test = (trunk_maps(model, part.images, views=0, seed=seed, device=cfg.device, progress=progress,
+                            desc=f"trunk maps ({name})") for part, name in ((splits.val, "val"), (splits.test, "test")))
+    return Inputs(train=train, val=val, test=test, cached=True)

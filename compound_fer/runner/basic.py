@@ -1,0 +1,117 @@
+"""The basic phase of the runner: the 6-class (7 with neutral) model every method starts from."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from compound_fer import taxonomy
+from compound_fer.config import ProtocolConfig
+from compound_fer.errors import ConfigError, DataError, WeightsError
+from compound_fer.inputs import Inputs
+from compound_fer.labels import to_model_labels
+from compound_fer.runner.dataset import Splits
+from compound_fer.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def basic_labels(cfg: ProtocolConfig) -> tuple[int, ...]:
+    """Global labels of the basic classes, in taxonomy order (neutral first when included)."""
+    return tuple(taxonomy.label_of(n) for n in taxonomy.basic_names(include_neutral=cfg.data.include_neutral))
+
+
+def build_basic_model(cfg: ProtocolConfig, num_classes: int) -> nn.Module:
+    """The config's model with ``num_classes`` outputs (not trained)."""
+    from compound_fer.models import build_model
+
+    return build_model(cfg.model.backbone, num_classes=num_classes, pretrained=cfg.model.pretrained,
+                       head=cfg.model.head, dropout=cfg.model.dropout, image_size=cfg.data.image_size)
+
+
+def _load_saved(model: nn.Module, weights: Path) -> dict | None:
+    """The saved basic model's info (weights loaded into ``model``), or None when absent or unusable."""
+    from compound_fer.model_io import load_state_dict
+
+    meta_path = weights.with_suffix(".json")
+    if not (weights.is_file() and meta_path.is_file()):
+        return None
+    try:
+        info = json.loads(meta_path.read_text())
+        model.load_state_dict(load_state_dict(weights))
+    except (WeightsError, ValueError, RuntimeError) as err:  # half-written or foreign files: train again
+        log.warning("resume: %s cannot be reloaded (%s); training the basic phase again", weights, err)
+        return None
+    for key in ("format", "sha256"):  # file metadata, not results: the row equals a fresh run's
+        info.pop(key, None)
+    log.info("basic phase: loaded %s (resume)", weights)
+    return info
+
+
+def _training_views(cfg: ProtocolConfig, splits: Splits, parts: tuple, model: nn.Module, inputs: Inputs | None):
+    """(network, train x, val x, test x, augment) of the basic classes (``parts``: their FaceSets):
+    cached maps or images."""
+    from compound_fer.data.augment import make_augment
+    from compound_fer.features import PickView
+
+    labels = torch.as_tensor(basic_labels(cfg))
+    if inputs is not None and inputs.cached:
+        if cfg.basic.trainable == "all":
+            raise ConfigError("basic.trainable: all changes the trunk, so the basic phase cannot use cached maps")
+        pick = lambda fs, x: x[torch.isin(fs.labels, labels)]  # noqa: E731
+        return (inputs.wrap(model), pick(splits.train, inputs.train),
+                inputs.one_view(pick(splits.val, inputs.val)), inputs.one_view(pick(splits.test, inputs.test)),
+                PickView(random=True))
+    tr, va, te = parts
+    return model, tr.images, va.images, te.float_images(), make_augment(cfg.augment) if cfg.basic.augment else None
+
+
+def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool = False,
+                      progress: bool = True, model: nn.Module | None = None,
+                      inputs: Inputs | None = None) -> tuple[nn.Module, dict]:
+    """Train (or, on resume, load) the basic model; returns (model, info dict).
+
+    With cached ``inputs`` (maps of the pretrained trunk; only valid when the trunk stays frozen,
+    ``basic.trainable`` = tail_head or head) the basic phase trains on the maps too: ~10x faster on CPU.
+    """
+    from compound_fer import distributed as dist
+    from compound_fer.model_io import save_model
+    from compound_fer.training.basic import accuracy, train_basic
+
+    labels = basic_labels(cfg)
+    seed_everything(seed)  # before building: the head's (and an unpretrained trunk's) init is seeded too
+    model = model if model is not None else build_basic_model(cfg, len(labels))
+    weights = out_dir / "models" / f"basic_seed{seed}.pt"
+    info = _load_saved(model, weights) if resume else None
+    if info is not None:
+        return model, info
+    tr, va, te = (s.where(labels=labels) for s in (splits.train, splits.val, splits.test))
+    for part, name in ((tr, "train"), (va, "validation"), (te, "test")):
+        if len(part) == 0:
+            raise DataError(f"the {name} split has no image of the basic classes; use more subjects or other fractions")
+    model.set_trainable(cfg.basic.trainable)
+    seed_everything(seed)
+    net, train_x, val_x, test_x, augment = _training_views(cfg, splits, (tr, va, te), model, inputs)
+    res = train_basic(
+        net, train_x=train_x, train_y=to_model_labels(tr.labels, labels), val_x=val_x,
+        val_y=to_model_labels(va.labels, labels), epochs=cfg.basic.epochs, lr=cfg.basic.lr,
+        batch_size=cfg.basic.batch_size, weight_decay=cfg.basic.weight_decay, patience=cfg.basic.patience,
+        augment=augment, seed=seed, device=cfg.device, progress=progress,
+    )
+    test_acc = accuracy(net, test_x, to_model_labels(te.labels, labels), device=cfg.device)
+    info = {
+        "classes": [taxonomy.name_of(x) for x in labels], "backbone": cfg.model.backbone, "head": cfg.model.head,
+        "image_size": cfg.data.image_size, "input": "float RGB in [0,1], (N,3,H,W); normalisation inside the model",
+        "best_epoch": res.best_epoch, "val_accuracy": res.best_val_accuracy, "test_accuracy": test_acc,
+        "seconds": round(res.seconds, 2), "seed": seed,
+    }
+    if dist.is_distributed():  # every rank must hold the same basic model (a collective: all ranks call it)
+        info["ranks_in_sync"] = dist.same_on_all_ranks(model)
+    if dist.is_main():
+        save_model(model, weights, meta=info)
+    log.info("basic phase: val %.3f, test %.3f (%.0f s)", res.best_val_accuracy, test_acc, res.seconds)
+    return model, info

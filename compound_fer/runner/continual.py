@@ -1,0 +1,267 @@
+"""One method over one class order, as named stages: build, resume, train one step, score, write the row.
+
+Experience 0 replays the shared basic model through the strategy with zero epochs (so its plugins record
+their state), then one compound class (or ``classes_per_step``) per experience.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from compound_fer.config import ProtocolConfig
+from compound_fer.evaluation.metrics import ContinualRecord
+from compound_fer.evaluation.rows import ContinualRow
+from compound_fer.inputs import Inputs
+from compound_fer.labels import to_model_labels
+from compound_fer.runner.basic import basic_labels
+from compound_fer.runner.dataset import Splits
+from compound_fer.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def memory_budget(cfg: ProtocolConfig, n_train_images: int, n_classes_total: int) -> tuple[int, int]:
+    """The reference's budget: M = memory_fraction x all training images; quota m = M // classes."""
+    total = int(round(cfg.continual.memory_fraction * n_train_images))
+    return total, max(1, total // n_classes_total)
+
+
+def make_evaluator(cfg: ProtocolConfig, log_dir: Path | None) -> Any:
+    """Avalanche's epoch loss/accuracy metrics to its CSV and TensorBoard loggers (nothing on stdout)."""
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.logging import CSVLogger, TensorboardLogger
+    from avalanche.training.plugins import EvaluationPlugin
+
+    loggers = []
+    if log_dir is not None:
+        if "csv" in cfg.loggers:
+            loggers.append(CSVLogger(log_folder=str(log_dir / "csv")))
+        if "tensorboard" in cfg.loggers:
+            loggers.append(TensorboardLogger(tb_log_dir=str(log_dir / "tensorboard")))
+    return EvaluationPlugin(loss_metrics(epoch=True), accuracy_metrics(epoch=True), loggers=loggers)
+
+
+def _close_loggers(evaluator: Any) -> None:
+    for lg in getattr(evaluator, "loggers", []):
+        close = getattr(lg, "close", None)
+        if close:
+            close()
+
+
+@dataclass
+class ContinualRun:
+    """Everything one (method, order) run holds between stages. ``model`` is the FERModel being trained,
+    ``net`` what the strategy trains (the model itself, or its tail + head on cached maps)."""
+
+    method: str
+    order_index: int
+    order: list[str]
+    seed: int
+    model: nn.Module
+    net: nn.Module
+    strategy: Any
+    evaluator: Any
+    bench: Any
+    memory_total: int
+    quota: int
+    self_capping: bool
+    test_x: torch.Tensor
+    test_y: np.ndarray
+    record: ContinualRecord
+    step_seconds: list[float] = field(default_factory=list)
+    start: float = field(default_factory=time.perf_counter)
+    first_step: int = 0
+
+    @property
+    def experience_classes(self) -> list[list[int]]:
+        return [list(c) for c in self.bench.experience_classes]
+
+
+def _strategy_options(cfg: ProtocolConfig, method: str, quota: int) -> dict[str, Any]:
+    """The method's ``extra`` options: distillation settings, memory mode and quota, then method_options."""
+    kd = cfg.continual.kd
+    return {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
+            "teacher_mode": kd.teacher_mode, "memory_mode": cfg.continual.memory_mode, "quota": quota,
+            **dict(cfg.continual.method_options.get(method, {}))}
+
+
+def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence[str], basic_model: nn.Module,
+          splits: Splits, inputs: Inputs, seed: int, log_dir: Path | None = None) -> ContinualRun:
+    """Stage 1: a seeded copy of the basic model, the benchmark of this order and the method's strategy."""
+    from compound_fer import distributed as dist
+    from compound_fer.scenarios import basic_to_compound
+    from compound_fer.training.heads import pregrow_head
+    from compound_fer.training.registry import available, make_strategy
+
+    entry = available()[method]
+    seed_everything(seed * 1000 + order_index)
+    model = copy.deepcopy(basic_model)
+    model.set_trainable(cfg.continual.trainable)
+    n_total = len(basic_labels(cfg)) + len(order)
+    if dist.is_distributed():  # DDP needs fixed parameter shapes: grow the head now, units masked until trained
+        pregrow_head(model.head, n_total)
+    net = inputs.wrap(model)
+    mem_total, quota = memory_budget(cfg, len(splits.train), n_total)
+    self_capping = entry.caps_new_class
+    bench = basic_to_compound(
+        train=splits.train, test=splits.test, compound_order=list(order),
+        include_neutral=cfg.data.include_neutral, classes_per_exp=cfg.continual.classes_per_step,
+        new_class_cap=quota if (cfg.continual.cap_new_class and not self_capping) else None, seed=seed,
+        train_inputs=inputs.train, test_inputs=inputs.test_view,
+        train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
+    )
+    extra = _strategy_options(cfg, method, quota)
+    if entry.needs_subjects:  # PurifiedLearning: subject ids of every training sample, experience by experience
+        from compound_fer.training.purified import benchmark_subjects
+
+        extra["subjects"] = benchmark_subjects(bench, splits.train)
+    evaluator = make_evaluator(cfg, log_dir)
+    test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
+    strategy = make_strategy(
+        method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
+        train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
+        device=cfg.device, mem_size=mem_total, num_classes_total=n_total, seed=seed, extra=extra,
+        plugins=dist.training_plugins(),
+    )
+    exp_classes = [list(c) for c in bench.experience_classes]
+    return ContinualRun(
+        method=method, order_index=order_index, order=list(order), seed=seed, model=model, net=net,
+        strategy=strategy, evaluator=evaluator, bench=bench, memory_total=mem_total, quota=quota,
+        self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
+        record=ContinualRecord(basic_classes=exp_classes[0]),
+    )
+
+
+_STATE = ("strategy", "model", "net", "record", "step_seconds")
+
+
+def resume_state(run: ContinualRun, *, checkpoint: Path | None, inputs: Inputs, resume: bool) -> Any:
+    """Stage 2: the step checkpoint of this run (None without one); with ``resume`` its saved state is
+    loaded into ``run``, which then continues with the next experience."""
+    if checkpoint is None:
+        return None
+    from compound_fer.checkpoint import CheckpointError, StepCheckpoint
+
+    # evaluator (open log files) and cached maps (recomputed bit for bit) are saved by reference
+    ckpt = StepCheckpoint(path=checkpoint, external={"evaluator": run.evaluator, "train_inputs": inputs.train,
+                                                     "test_inputs": inputs.test})
+    if not resume:
+        return ckpt
+    try:
+        loaded = ckpt.load()
+    except CheckpointError as err:
+        log.warning("resume: %s; starting this run from step 0", err)
+        return ckpt
+    if loaded is not None:
+        done, st = loaded
+        for k in _STATE:
+            setattr(run, k, st[k])
+        run.start -= st["elapsed"]
+        run.first_step = done + 1
+        log.info("resume: %s order %d from step %d (checkpoint %s)", run.method, run.order_index, run.first_step,
+                 checkpoint)
+    return ckpt
+
+
+def train_step(run: ContinualRun, step: int, experience: Any, *, pause: bool = False) -> None:
+    """Stage 3: train one experience (zero epochs on experience 0: the basic model is shared)."""
+    t0 = time.perf_counter()
+    epochs = run.strategy.train_epochs
+    if step == 0:
+        run.strategy.train_epochs = 0  # record plugin state, train nothing
+    try:
+        run.strategy.train(experience)
+    finally:
+        run.strategy.train_epochs = epochs
+    if pause:
+        from compound_fer.checkpoint import step_pause
+
+        step_pause()  # test hook (COMPOUND_FER_STEP_PAUSE): lets a test kill the run mid-step
+    run.step_seconds.append(time.perf_counter() - t0)
+
+
+def score(run: ContinualRun, step: int, *, device: str) -> None:
+    """Stage 4: predict the test images of every class seen so far and add the step to the record."""
+    from compound_fer import distributed as dist
+
+    exp_classes = run.experience_classes
+    seen = [c for cs in exp_classes[: step + 1] for c in cs]
+    mask = np.isin(run.test_y, seen)
+    # strategy.model, not net: GDumb replaces the model and iCaRL wraps it with its class-mean classifier
+    pred = dist.predict(run.strategy.model, run.test_x[torch.from_numpy(mask)], device=device).numpy()
+    run.record.add_step(run.test_y[mask], pred, new_classes=exp_classes[step])
+
+
+def save_step(run: ContinualRun, ckpt: Any, step: int) -> Any:
+    """After a step: its checkpoint (rank 0); returns the checkpoint, or None once the state cannot be pickled."""
+    from compound_fer import distributed as dist
+
+    if ckpt is None or not dist.is_main():
+        return ckpt
+    state = {k: getattr(run, k) for k in _STATE}
+    try:
+        ckpt.save(step=step, state={**state, "elapsed": time.perf_counter() - run.start})
+    except (pickle.PicklingError, TypeError, AttributeError) as err:  # a plugin holding an unpicklable object
+        log.warning("step checkpoints off for %s order %d: its state cannot be pickled (%s); the row is "
+                    "still written when the order ends, and --resume redoes this order from step 0",
+                    run.method, run.order_index, err)
+        return None
+    return ckpt
+
+
+def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path | None = None,
+           trunk_cache_seconds: float | None = None) -> ContinualRow:
+    """Stage 5: close the loggers, save the model (rank 0) and build the results row."""
+    from compound_fer import distributed as dist
+
+    seconds = time.perf_counter() - run.start
+    # under torchrun: every rank must end with the same weights (a collective: all ranks call it)
+    in_sync = dist.same_on_all_ranks(run.strategy.model) if dist.is_distributed() else None
+    _close_loggers(run.evaluator)
+    if save_to is not None and run.strategy.model is run.net and dist.is_main():  # GDumb/iCaRL: not saved
+        from compound_fer.model_io import save_model
+
+        save_model(run.model, save_to, meta={"classes": list(run.bench.names), "backbone": cfg.model.backbone,
+                                             "head": cfg.model.head, "image_size": cfg.data.image_size,
+                                             "method": run.method, "order": run.order, "seed": run.seed})
+    return ContinualRow(
+        method=run.method, order_index=run.order_index, order=run.order, seed=run.seed,
+        memory_total=run.memory_total, memory_quota=run.quota, new_class_cap=None if run.self_capping else run.quota,
+        seconds=round(seconds, 2), step_seconds=[round(s, 3) for s in run.step_seconds],
+        train_seconds_after_basic=round(sum(run.step_seconds[1:]), 2), class_names=list(run.bench.names),
+        **run.record.to_dict(), ranks_in_sync=in_sync,
+        trunk_cache_seconds=None if trunk_cache_seconds is None else round(trunk_cache_seconds, 2),
+        mode=mode, world_size=dist.world_size(),
+    )
+
+
+def run_continual(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence[str], basic_model: nn.Module,
+                  splits: Splits, inputs: Inputs, seed: int, progress: bool = True, save_to: Path | None = None,
+                  log_dir: Path | None = None, checkpoint: Path | None = None, resume: bool = False,
+                  trunk_cache_seconds: float | None = None) -> ContinualRow:
+    """One method over one class order, stage by stage; returns its results row.
+
+    ``checkpoint``: after every completed experience the state is saved there (compound_fer.checkpoint);
+    with ``resume`` a saved state is loaded and the run continues with the next experience."""
+    run = build(cfg, method=method, order_index=order_index, order=order, basic_model=basic_model, splits=splits,
+                inputs=inputs, seed=seed, log_dir=log_dir)
+    ckpt = resume_state(run, checkpoint=checkpoint, inputs=inputs, resume=resume)
+    for step, experience in enumerate(run.bench.benchmark.train_stream):
+        if step < run.first_step:
+            continue
+        train_step(run, step, experience, pause=ckpt is not None)
+        score(run, step, device=cfg.device)
+        ckpt = save_step(run, ckpt, step)
+    return finish(cfg, run, mode=splits.info["mode"], save_to=save_to, trunk_cache_seconds=trunk_cache_seconds)
+
+

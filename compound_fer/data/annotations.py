@@ -7,6 +7,7 @@ image is decoded (so a bad file never touches the face cache). Formats: docs/dat
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ OUTSIDE_TOLERANCE = 0.05
 #: FACS intensity letters -> [0, 1] (as the CFEE workbook).
 AU_LETTERS = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.8, "e": 1.0}
 _SCHEME_OF_K = {s.n_points: s.name for s in SCHEMES.values()}
+log = logging.getLogger(__name__)
 
 
 class LandmarkTable(dict):
@@ -164,4 +166,56 @@ def read_au_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
             vec[j] = au_value(cell, f"{path}, line {lineno}, AU{ACTION_UNITS[j]}")
         out[name] = vec
         out.setdefault(os.path.basename(name), vec)
+    return out
+
+
+def _lookup(table: dict, file: str, root: Path):
+    rel = os.path.relpath(file, root).replace(os.sep, "/")
+    return rel if rel in table else (os.path.basename(file) if os.path.basename(file) in table else None)
+
+
+def landmark_rows(table: LandmarkTable | None, files: list[str], root: Path) -> tuple[list, list[str], list[str]]:
+    """Per file: its landmarks (or None), where they come from (for messages), and the files the table
+    has no row for (one warning names them: they are placed by the detector or Haar, landmarks missing)."""
+    if table is None:
+        return [None] * len(files), ["landmarks"] * len(files), []
+    keys = [_lookup(table, f, root) for f in files]
+    missing = [f for f, k in zip(files, keys) if k is None]
+    if missing:
+        shown = ", ".join(os.path.basename(f) for f in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        log.warning(f"{table.path}: no row for {len(missing)} of {len(files)} image(s) ({shown}); they are placed by "
+                    "the landmark detector or Haar cascades and their landmarks are marked missing")
+    return ([None if k is None else table[k] for k in keys],
+            [table.where(k) if k else str(table.path) for k in keys], missing)
+
+
+def faceset_landmarks(pre, table: LandmarkTable | None, detector: str | None) -> tuple[dict, dict]:
+    """(FaceSet keyword arguments, meta entries) for the landmarks of preprocessed faces: one scheme per
+    set (the most common; faces in another scheme or none are marked invalid) and which source gave each."""
+    from collections import Counter
+
+    arr = pre.landmark_array()
+    sources = dict(Counter(s or "none" for s in pre.landmark_sources))
+    meta = {"landmark_sources": sources, "landmarks_file": str(table.path) if table is not None else None,
+            "landmark_detector": detector}
+    if arr is None:
+        return {}, {**meta, "landmark_scheme": None}
+    import torch
+
+    scheme, points, valid = arr
+    return ({"landmarks": torch.from_numpy(points), "landmark_scheme": scheme,
+             "landmarks_valid": torch.from_numpy(valid)},
+            {**meta, "landmark_scheme": scheme, "landmarks_valid": int(valid.sum())})
+
+
+def au_rows(path: Path | None, files: list[str], root: Path):
+    """(N, len(ACTION_UNITS)) float32 from an ``aus.csv`` (NaN rows for files it does not list), or None."""
+    if path is None:
+        return None
+    table = read_au_file(path)
+    out = np.full((len(files), len(ACTION_UNITS)), np.nan, dtype=np.float32)
+    for i, f in enumerate(files):
+        k = _lookup(table, f, root)
+        if k is not None:
+            out[i] = table[k]
     return out

@@ -276,14 +276,13 @@ loggers: [csv]
 
 @pytest.fixture
 def no_run(monkeypatch):
-    """Replace the protocol runner: a refused command must fail before any data is generated or loaded."""
-    import compound_fer.runner as runner
+    """A refused command must fail before any data is generated or loaded."""
+    import compound_fer.runner.protocol as protocol
 
     def forbidden(*a, **k):
-        raise AssertionError("run_protocol was called although the command should have been refused")
+        raise AssertionError("data was loaded although the command should have been refused")
 
-    monkeypatch.setattr(runner, "run_protocol", forbidden)
-    monkeypatch.setattr(runner, "load_dataset", forbidden, raising=False)
+    monkeypatch.setattr(protocol, "load_dataset", forbidden)
 
 
 @pytest.fixture

@@ -230,8 +230,7 @@ def _config_from_args(args: argparse.Namespace, overrides: dict):
 
 def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
     """Check every option, then run the protocol and print its tables."""
-    from compound_fer import fingerprint
-    from compound_fer.evaluation.report import fewshot_summary, markdown_tables, summarize
+    from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
     from compound_fer.runner import run_protocol
 
     seeds = parse_int_list(args.seeds, "--seeds")
@@ -257,13 +256,12 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
         check_test_data(test_data, cfg, data_path=data, continual=continual,
                         fewshot=cfg.fewshot.enabled if fewshot is None else fewshot)
     out = check_out_dir(Path(args.out or Path("runs") / cfg.name))
-    if os.environ.get("RANK", "0") == "0":  # under torchrun the first rank checks and records it
-        fingerprint.claim(out, fingerprint.make(cfg, data_path=data, test_path=test_data), resume=args.resume,
-                          overwrite=args.overwrite)
     command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
-    rows = run_protocol(cfg, out_dir=out, data_path=data, test_path=test_data, methods=methods,
-                        orders=orders, seeds=seeds, fewshot=fewshot, resume=args.resume,
-                        progress=not args.no_progress, command=command)
+    # run_protocol checks the folder's fingerprint first (compound_fer.fingerprint), before any data is made
+    run_protocol(cfg, out_dir=out, data_path=data, test_path=test_data, methods=methods, orders=orders, seeds=seeds,
+                 fewshot=fewshot, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                 command=command)
+    _, rows = load_rows(out)  # every row in the folder, as results.md shows them (a resumed run adds to it)
     print(markdown_tables(summarize(rows), fewshot_summary(rows), [r for r in rows if r.get("kind") == "basic"]))
     print(f"results: {out}/results.md, results.json, results.csv, figures/")
     return 0

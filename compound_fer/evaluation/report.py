@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import warnings
 from collections import defaultdict
@@ -20,6 +21,8 @@ import numpy as np
 
 from compound_fer.evaluation.rows import BasicRow, ContinualRow, FewShotRow, Row, as_rows
 from compound_fer.io import write_json, write_text
+
+log = logging.getLogger(__name__)
 
 #: Columns of the continual summary table, in order.
 SUMMARY_COLUMNS = (
@@ -244,22 +247,49 @@ def _row_key(r: dict) -> tuple:
     return tuple(r.get(k) for k in ("kind", "seed", "mode", "method", "order_index", "compound", "shots", "repeat"))
 
 
+def merge_rows(*row_lists: Sequence[dict]) -> list[dict]:
+    """One row per key (see ``_row_key``), later lists winning: the rows of several calls on one folder."""
+    merged: dict[tuple, dict] = {}
+    for rows in row_lists:
+        for r in rows:
+            merged[_row_key(r)] = r
+    return list(merged.values())
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file's value, or None (logged, naming the file) when it is empty, torn or not ``what``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = "empty" if path.is_file() and path.stat().st_size == 0 else f"unreadable ({err})"
+        log.warning("%s is %s; skipping it", path, reason)
+        return None
+    ok = isinstance(value, dict) and (what != "row" or ("kind" in value and "seed" in value))
+    if what == "results" and ok and not isinstance(value.get("rows", []), list):
+        ok = False
+    if not ok:
+        log.warning("%s is not a %s file; skipping it", path, what)
+        return None
+    return value
+
+
 def load_rows(results_dir: str | Path) -> tuple[dict, list[dict]]:
     """Rows of a run: results.json merged with the per-row files (rows/*.json), so a folder that several
-    processes filled (e.g. methods split over two ``--resume`` runs) or an unfinished run reports whole."""
+    processes filled (e.g. methods split over two ``--resume`` runs) or an unfinished run reports whole.
+    Empty or torn files are named in a warning and skipped; the intact rows still report."""
     results_dir = Path(results_dir)
     main = results_dir / "results.json"
     header: dict = {"command": "(rebuilt from rows)", "config": results_dir.name}
     rows: list[dict] = []
     if main.is_file():
-        header = json.loads(main.read_text())
-        rows = header.pop("rows")
-    merged = {_row_key(r): r for r in rows}
-    for p in sorted((results_dir / "rows").glob("*.json")):
-        r = json.loads(p.read_text())
-        merged[_row_key(r)] = r
-    rows = list(merged.values())
+        loaded = _read_json(main, "results")
+        if loaded is not None:
+            header = loaded
+            rows = [r for r in header.pop("rows", []) if isinstance(r, dict) and "kind" in r]
+    on_disk = [r for p in sorted((results_dir / "rows").glob("*.json")) if (r := _read_json(p, "row")) is not None]
+    rows = merge_rows(rows, on_disk)
     if not any(r.get("kind") == "basic" for r in rows):
-        basic = sorted((results_dir / "models").glob("basic_*.json"))
-        rows = [json.loads(p.read_text()) | {"kind": "basic"} for p in basic] + rows
+        basic = [m for p in sorted((results_dir / "models").glob("basic_*.json"))
+                 if (m := _read_json(p, "model metadata")) is not None]
+        rows = [m | {"kind": "basic"} for m in basic] + rows
     return header, rows

@@ -78,9 +78,9 @@ def effective_config(cfg: ProtocolConfig, *, data_path: str | None = None, test_
         over["data"] = {"source": "path", "path": str(data_path)}
     if test_path:
         over.setdefault("data", {})["test_path"] = str(test_path)
-    if methods is not None or orders:
+    if methods is not None or orders is not None:  # orders=0 is refused by the config, not ignored
         over["continual"] = {**({"methods": [m.lower() for m in methods]} if methods is not None else {}),
-                             **({"orders": orders} if orders else {})}
+                             **({"orders": orders} if orders is not None else {})}
     if seeds is not None:
         over["seeds"] = [int(s) for s in seeds]
     if fewshot is not None:
@@ -203,20 +203,30 @@ def run_protocol(
     seeds: Sequence[int] | None = None,
     fewshot: bool | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
 ) -> list[dict]:
     """Run the whole protocol and write results (JSON, CSV, Markdown, figures) under ``out_dir``; returns
     the rows as written (JSON objects). The keyword arguments override the config (``methods=[]``: no
-    continual phase); ``config.yaml`` in ``out_dir`` records the config with them applied."""
+    continual phase); ``config.yaml`` in ``out_dir`` records the config with them applied.
+
+    ``out_dir`` carries a fingerprint of config and data (compound_fer.fingerprint): ``resume`` into a folder
+    of another config or data, or a fresh run into a folder holding results without ``overwrite``, is a
+    ConfigError. With ``resume`` the report covers every row on disk, not only this call's."""
     from compound_fer import distributed as dist
-    from compound_fer.evaluation.report import write_report
+    from compound_fer.evaluation.report import load_rows, merge_rows, write_report
 
     cfg = dist.init_from_env(cfg)  # under torchrun: process group, per-rank device; else unchanged
     cfg = effective_config(cfg, data_path=data_path, test_path=test_path, methods=methods, orders=orders,
                            seeds=seeds, fewshot=fewshot)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main():  # before any data is made: never mix two runs' rows in one folder
+        from compound_fer import fingerprint
+
+        fingerprint.claim(out_dir, fingerprint.make(cfg, data_path=None, test_path=cfg.data.test_path),
+                          resume=resume, overwrite=overwrite)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if dist.is_main():
@@ -235,7 +245,8 @@ def run_protocol(
     for seed in seeds:
         rows += _seed_stage(cfg, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)
     dicts = [r.to_dict() for r in rows]
-    if dist.is_main():
-        write_report(out_dir, rows=dicts, header=header, config=cfg)
+    if dist.is_main():  # resumed: rows of earlier calls (other methods, phases, seeds) stay in the report
+        write_report(out_dir, rows=merge_rows(load_rows(out_dir)[1], dicts) if resume else dicts, header=header,
+                     config=cfg)
     dist.barrier()
     return dicts

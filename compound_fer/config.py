@@ -179,7 +179,7 @@ class ProtocolConfig(_Section):
     basic: BasicPhase = BasicPhase()
     continual: ContinualPhase = ContinualPhase()
     fewshot: FewShotPhase = FewShotPhase()
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = Field((0,), min_length=1)
     device: str = "cpu"
     threads: int = Field(0, ge=0)
     cache_trunk: bool = True
@@ -222,9 +222,12 @@ def load_config(path: str | Path) -> ProtocolConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (the shipped ones are in benchmarks/configs/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:  # empty, or comments only: refused, never a full run of every default
+        raise ConfigError(f"config file {path}: the file is empty; start from a packaged config "
+                          f"({Path(__file__).parent / 'configs' / 'demo.yaml'})")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return parse_config(data, source=str(path))

@@ -341,7 +341,7 @@ def test_bad_run_options(earlier, no_run, capsys, option, value, named):
 @pytest.mark.parametrize("text, named", [
     ("", "the file is empty"),
     ("# only a comment\n\n", "the file is empty"),
-    (TINY_YAML.replace("threads: 1", "seeds: []"), "seeds: []"),
+    (TINY_YAML.replace("threads: 1", "seeds: []"), "seeds: Tuple should have at least 1 item"),
     (TINY_YAML + "epochs: 3\n", "epochs: unknown key"),
     ("- just\n- a list\n", "mapping at the top level"),
     ("name: [unclosed\n", "not valid YAML"),

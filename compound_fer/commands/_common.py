@@ -177,23 +177,6 @@ def check_test_data(test_path: str, cfg, *, data_path: str | None, continual: bo
                     f"({', '.join(missing)}); {hint}")
 
 
-def load_run_config(config_file: Path):
-    """load_config, refusing an empty file (it would silently run every default) and an empty seed list."""
-    from compound_fer.config import load_config
-
-    try:
-        text = config_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {config_file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    if not "".join(line.split("#", 1)[0] for line in text.splitlines()).strip():
-        raise ConfigError(f"--config {config_file}: the file is empty; start from a packaged config "
-                          f"({PACKAGED / 'demo.yaml'})")
-    cfg = load_config(config_file)
-    if not cfg.seeds:
-        raise ConfigError(f"seeds: [] in {config_file}: give at least one seed, e.g. seeds: [0]")
-    return cfg
-
-
 def _check_folder(path: str, option: str) -> None:
     p = Path(path).expanduser()
     if not p.is_dir():
@@ -202,11 +185,13 @@ def _check_folder(path: str, option: str) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, overrides: dict):
+    from compound_fer.config import load_config
+
     if not args.config:
         raise ConfigError("--config is required: a YAML protocol file or a packaged name (demo, cfee_cpu, "
                           "cfee_reference)")
     config_file = resolve_config(args.config)
-    cfg = load_run_config(config_file)
+    cfg = load_config(config_file)  # refuses an empty file and seeds: [] (compound_fer.config)
     threads = parse_int(args.threads, "--threads", minimum=1)
     if threads is not None:
         overrides["threads"] = threads

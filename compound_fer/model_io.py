@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from compound_fer.errors import WeightsError
+from compound_fer.errors import WeightsError, brief_load_error
 from compound_fer.io import atomic_write, write_json
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise WeightsError(f"{path} does not fit a {backbone} with {len(classes)} classes: {err}") from None
+        raise WeightsError(f"{path} does not fit a {backbone} with {len(classes)} classes: "
+                           f"{brief_load_error(err)}") from None
     model.class_order = order
     model.eval()
     return model, meta

@@ -11,7 +11,7 @@ from torch import nn
 
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
-from compound_fer.errors import ConfigError, DataError, WeightsError
+from compound_fer.errors import ConfigError, DataError, WeightsError, brief_load_error
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 from compound_fer.runner.dataset import Splits
@@ -44,7 +44,8 @@ def _load_saved(model: nn.Module, weights: Path) -> dict | None:
         info = json.loads(meta_path.read_text())
         model.load_state_dict(load_state_dict(weights))
     except (WeightsError, ValueError, RuntimeError) as err:  # half-written or foreign files: train again
-        log.warning("resume: %s cannot be reloaded (%s); training the basic phase again", weights, err)
+        log.warning("resume: %s cannot be reloaded (%s); training the basic phase again", weights,
+                    brief_load_error(err))
         return None
     for key in ("format", "sha256"):  # file metadata, not results: the row equals a fresh run's
         info.pop(key, None)

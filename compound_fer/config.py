@@ -55,6 +55,8 @@ class EvaluationConfig(_Section):
     test_fraction: float = Field(0.2, gt=0.0, lt=0.6)
     folds: int = Field(10, ge=2)
     fold: int = Field(0, ge=0)
+    # validation: score the validation subjects instead of the test ones (tuning; strict mode only)
+    scored: Literal["test", "validation"] = "test"
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "EvaluationConfig":
@@ -68,6 +70,9 @@ class ModelConfig(_Section):
     pretrained: bool = False
     head: Literal["linear", "reference"] = "linear"
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # landmarks: each face's landmark geometry fused with the CNN embedding (compound_fer.fusion)
+    geometry: Literal["none", "landmarks"] = "none"
+    geometry_weight: float = Field(1.0, gt=0.0)
 
 
 class AugmentConfig(_Section):
@@ -114,6 +119,8 @@ class ContinualPhase(_Section):
     cap_new_class: bool = True
     trainable: Literal["tail_head", "head"] = "tail_head"
     augment_views: int = Field(2, ge=0, le=16)
+    # a compound's new output starts as the mean of its basic components' (training/component_init.py)
+    component_init: bool = False
     kd: KDConfig = KDConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -151,6 +151,12 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     verify_weights(path, meta)
     model = build_model(backbone, num_classes=len(classes), pretrained=False, head=meta.get("head", "linear"),
                         image_size=int(meta.get("image_size", 112)))
+    if meta.get("geometry"):  # fused landmark geometry: its statistics are buffers, loaded with the weights
+        from compound_fer.fusion import GeometryEncoder
+
+        n = int(meta["geometry"]["features"])
+        model.attach_geometry(GeometryEncoder(mean=torch.zeros(n), std=torch.ones(n),
+                                              weight=float(meta["geometry"].get("weight", 1.0))))
     state = load_state_dict(path)
     try:
         model.load_state_dict(state)

@@ -59,6 +59,7 @@ class BasicRow(_RowBase):
     test_accuracy: float | None = None
     seconds: float | None = None
     ranks_in_sync: bool | None = None
+    geometry: dict | None = None  # the geometry stage (model.geometry: landmarks): features, accuracies
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,6 +99,7 @@ class ContinualRow(_RowBase):
     trunk_cache_seconds: float | None = None
     mode: str | None = None
     world_size: int | None = None
+    zero_shot: list[dict] | None = None  # continual.component_init: new-class recall before training, per step
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

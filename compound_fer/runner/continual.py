@@ -81,6 +81,7 @@ class ContinualRun:
     step_seconds: list[float] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
     first_step: int = 0
+    prior: Any = None  # ComponentInitPlugin (continual.component_init): its zero-shot scores go in the row
 
     @property
     def experience_classes(self) -> list[list[int]]:
@@ -127,18 +128,24 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
         extra["subjects"] = benchmark_subjects(bench, splits.train)
     evaluator = make_evaluator(cfg, log_dir)
     test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
+    plugins, prior = list(dist.training_plugins()), None
+    if cfg.continual.component_init:  # compound outputs start from their components; zero-shot accuracy recorded
+        from compound_fer.training.component_init import ComponentInitPlugin
+
+        prior = ComponentInitPlugin(class_order=bench.class_order, probe=(inputs.test_x, test_y), device=cfg.device)
+        plugins.append(prior)
     strategy = make_strategy(
         method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
         device=cfg.device, mem_size=mem_total, num_classes_total=n_total, seed=seed, extra=extra,
-        plugins=dist.training_plugins(),
+        plugins=plugins,
     )
     exp_classes = [list(c) for c in bench.experience_classes]
     return ContinualRun(
         method=method, order_index=order_index, order=list(order), seed=seed, model=model, net=net,
         strategy=strategy, evaluator=evaluator, bench=bench, memory_total=mem_total, quota=quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
-        record=ContinualRecord(basic_classes=exp_classes[0]),
+        record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
     )
 
 
@@ -233,7 +240,8 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
 
         save_model(run.model, save_to, meta={"classes": list(run.bench.names), "backbone": cfg.model.backbone,
                                              "head": cfg.model.head, "image_size": cfg.data.image_size,
-                                             "method": run.method, "order": run.order, "seed": run.seed})
+                                             "method": run.method, "order": run.order, "seed": run.seed,
+                                             **geometry_meta(run.model)})
     return ContinualRow(
         method=run.method, order_index=run.order_index, order=run.order, seed=run.seed,
         memory_total=run.memory_total, memory_quota=run.quota, new_class_cap=None if run.self_capping else run.quota,
@@ -241,8 +249,14 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
         train_seconds_after_basic=round(sum(run.step_seconds[1:]), 2), class_names=list(run.bench.names),
         **run.record.to_dict(), ranks_in_sync=in_sync,
         trunk_cache_seconds=None if trunk_cache_seconds is None else round(trunk_cache_seconds, 2),
-        mode=mode, world_size=dist.world_size(),
+        mode=mode, world_size=dist.world_size(), zero_shot=run.prior.zero_shot if run.prior is not None else None,
     )
+
+
+def geometry_meta(model: nn.Module) -> dict:
+    """Sidecar entry of a model that fuses landmark geometry (how to rebuild it at load), else nothing."""
+    geo = getattr(model, "geometry", None)
+    return {} if geo is None else {"geometry": {"features": geo.dim, "weight": geo.weight}}
 
 
 def run_continual(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence[str], basic_model: nn.Module,

@@ -87,4 +87,7 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
             **{f"{k}_images": len(v) for k, v in parts.items()}}
     if ev.mode == "reference":
         info["note"] = "reference quirk: the validation fold drives early stopping and is also the reported test"
+    if ev.scored == "validation":  # tuning: the validation subjects are scored, the test subjects never touched
+        parts["test"] = parts["val"]
+        info["scored"] = "validation"
     return Splits(parts["train"], parts["val"], parts["test"], info)

@@ -109,6 +109,10 @@ def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Pat
         t1 = time.perf_counter()
         inputs = make_inputs(cfg, model, splits, seed=seed, progress=progress)
         cache_seconds = time.perf_counter() - t1
+    if cfg.model.geometry == "landmarks":  # fuse each face's landmark geometry; a new head trained on basic faces
+        from compound_fer.runner.geometry import fuse_geometry
+
+        inputs, info["geometry"] = fuse_geometry(cfg, model, splits, inputs, seed=seed, progress=progress)
     row = BasicRow.from_dict({"kind": "basic", "seed": seed, "split": splits.info,
                               "trunk_cache_seconds": round(cache_seconds, 2), **info})
     return model, inputs, row

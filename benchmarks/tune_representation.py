@@ -1,0 +1,111 @@
+"""Choose the representation levers on the VALIDATION subjects of the strict split (never the test ones).
+
+Every variant runs the protocol with ``evaluation.scored: validation`` (the test subjects are not
+loaded into any score), from one shared basic model (trained once, then reloaded by each variant), and
+reports Overall Accuracy, final accuracy and basic retention per method. Writes
+benchmarks/results/representation_tuning.json.
+
+    python benchmarks/tune_representation.py --config cfee_best_landmarks --orders 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS: dict[str, dict] = {
+    "pixels (cfee_cpu levers)": {"model": {"geometry": "none"}, "continual": {"component_init": False}},
+    "pixels + component init": {"model": {"geometry": "none"}, "continual": {"component_init": True}},
+    "pixels + component init + head only": {"model": {"geometry": "none"},
+                                           "continual": {"component_init": True, "trainable": "head"}},
+    "landmarks": {"model": {"geometry": "landmarks"}, "continual": {"component_init": False}},
+    "landmarks + component init": {"model": {"geometry": "landmarks"}, "continual": {"component_init": True}},
+    "landmarks + component init + head only": {"model": {"geometry": "landmarks"},
+                                              "continual": {"component_init": True, "trainable": "head"}},
+    "landmarks x0.5 + component init": {"model": {"geometry": "landmarks", "geometry_weight": 0.5},
+                                        "continual": {"component_init": True}},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def _summary(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        if r["kind"] == "basic":
+            out["basic_val_accuracy"] = r.get("test_accuracy")  # scored = validation subjects
+            if r.get("geometry"):
+                out["geometry_basic_val_accuracy"] = r["geometry"]["test_accuracy"]
+        elif r["kind"] == "continual":
+            m = out.setdefault(r["method"], {"overall": [], "final": [], "retention": [], "zero_shot_recall": []})
+            m["overall"].append(r["overall_accuracy"])
+            m["final"].append(r["step_accuracy"][-1])
+            m["retention"].append(r["basic_retention"][-1])
+            zs = [z["new_class_recall"] for z in (r.get("zero_shot") or []) if z["new_class_recall"] is not None]
+            if zs:
+                m["zero_shot_recall"].append(float(np.mean(zs)))
+    for k, m in out.items():
+        if isinstance(m, dict):
+            out[k] = {key: (round(float(np.mean(v)), 4) if v else None) for key, v in m.items()}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="cfee_best_landmarks")
+    ap.add_argument("--data", default="../shared/data/cfee-subset")
+    ap.add_argument("--methods", default="kdpsmr")
+    ap.add_argument("--orders", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--work", default="runs/tune_representation")
+    ap.add_argument("--out", default="benchmarks/results/representation_tuning.json")
+    args = ap.parse_args()
+
+    from compound_fer.config import load_config, parse_config
+    from compound_fer.io import provenance, write_json
+    from compound_fer.runner import run_protocol
+
+    path = Path(args.config)
+    base = load_config(path if path.suffix else Path("compound_fer/configs") / f"{args.config}.yaml").model_dump(mode="json")
+    base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": {"enabled": False}, "seeds": [args.seed],
+                         "continual": {"methods": args.methods.split(","), "orders": args.orders}})
+    work = Path(args.work)
+    shared = work / "_basic"
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()).get("variants", {}) if out_path.is_file() else {}
+    for name in args.variants.split(","):
+        cfg = parse_config(_merge(base, VARIANTS[name]), source=f"variant {name!r}")
+        out = work / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+        shutil.rmtree(out, ignore_errors=True)
+        if (shared / "models").is_dir():  # the shared basic model: the variants differ after the basic phase
+            shutil.copytree(shared / "models", out / "models")
+        t0 = time.perf_counter()
+        rows = run_protocol(cfg, out_dir=out, data_path=args.data, resume=True, progress=False)
+        if not (shared / "models").is_dir():
+            (shared / "models").mkdir(parents=True)
+            for f in (out / "models").glob("basic_seed*"):
+                shutil.copy2(f, shared / "models" / f.name)
+        results[name] = {"overrides": VARIANTS[name], "seconds": round(time.perf_counter() - t0, 1), **_summary(rows)}
+        print(name, results[name], flush=True)
+        write_json(out_path, {**provenance(command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+                                           seed=args.seed, config=args.config),
+                              "scored": "validation subjects of the strict split (test subjects never scored)",
+                              "orders": args.orders, "variants": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

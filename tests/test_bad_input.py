@@ -571,3 +571,61 @@ def test_huge_jpeg_is_decoded_small(tmp_path):
     # the pixel at the middle of the face ellipse is face-coloured: decoded, not a blank placeholder
     arr, _ = read_image(big)
     assert arr[600, 800, 0] > 200
+
+
+# ------------------------------------------------------------------ what a user sees
+def _saved_basic_model(tmp_path):
+    from compound_fer.model_io import save_model
+    from compound_fer.models import build_model
+
+    classes = list(taxonomy.basic_names())
+    path = tmp_path / "basic.pt"
+    save_model(build_model("small_cnn", num_classes=len(classes), pretrained=False, image_size=32), path,
+               meta={"classes": classes, "backbone": "small_cnn", "image_size": 32})
+    return path
+
+
+def test_evaluate_names_absent_classes_once_instead_of_nan_rows(tmp_path, monkeypatch, capsys):
+    import compound_fer.data.load as load
+    from compound_fer.data.synthetic import generate
+
+    model = _saved_basic_model(tmp_path)
+    faces = generate(categories=["Happy", "Sad"], n_subjects=2, per_subject=1, image_size=32, seed=0)
+    monkeypatch.setattr(load, "load_faces", lambda *a, **k: faces)
+    assert cli.main(["evaluate", "--model", str(model), "--data", str(tmp_path), "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "n=0" not in out
+    assert "Happy" in out and f"not in {tmp_path}: Angry, Surprised, Disgusted, Fearful" in out
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert set(data["per_class_recall"]) == {"Happy", "Sad"} and data["absent_classes"][0] == "Angry"
+
+
+def test_weights_that_do_not_fit_are_named_in_one_line(tmp_path, capsys):
+    model = _saved_basic_model(tmp_path)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    meta["classes"] = meta["classes"] + ["Awed"]  # 7 outputs expected, 6 saved
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    err = refused(["evaluate", "--model", model, "--data", tmp_path], "basic.pt", "shape mismatch", capsys=capsys)
+    assert "Missing key" not in err and "size mismatch for" not in err and len(err) < 600
+
+
+def test_skip_summary_points_cli_users_at_data_info():
+    report = SkipReport()
+    for i in range(12):
+        report.add(f"f{i}.jpg", "zero-byte file")
+    text = report.summary(limit=10)
+    assert "meta[" not in text and "compound-fer data-info --check-images" in text
+
+
+def test_help_lists_only_options_the_command_has(capsys):
+    for argv, absent in ((["fewshot", "--help"], ("--methods", "--orders", "--no-fewshot")),
+                         (["demo", "--help"], ("--data", "--test-data"))):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        out = capsys.readouterr().out
+        for opt in absent:
+            assert opt not in out, (argv, opt)
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert all(o in out for o in ("--methods", "--orders", "--no-fewshot", "--data", "--overwrite"))

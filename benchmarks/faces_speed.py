@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from compound_fer.data.cfee import read_cfee, scan_cfee
     from compound_fer.data.faces import preprocess_faces, read_landmarks
-    from compound_fer.data.load import _lookup_landmarks as lookup
+    from compound_fer.data.index import lookup_landmarks as lookup
     from compound_fer.io import provenance, write_json
 
     index = scan_cfee(args.root)

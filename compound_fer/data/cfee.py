@@ -18,7 +18,8 @@ import numpy as np
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.load import DataIndex, build_faceset, check_root, flag_zero_bytes, walk_files
+from compound_fer.data.index import (DataIndex, Reader, build_faceset, check_root, flag_zero_bytes, pick_categories,
+                                     walk_files)
 from compound_fer.errors import DataError
 from compound_fer.taxonomy import ACTION_UNITS, Category
 
@@ -182,15 +183,7 @@ def read_cfee(
     from compound_fer.data.faces import read_landmarks
 
     index = scan_cfee(root)
-    pick = index.usable()
-    if include is not None:
-        try:
-            want = {taxonomy.by_name(n).name for n in include}
-        except taxonomy.UnknownCategoryError as exc:
-            raise DataError(f"include: {exc}") from None
-        pick = [i for i in pick if index.categories[i] in want]
-        if not pick:
-            raise DataError(f"{index.root}: no image of {sorted(want)}; check 'include'")
+    pick = pick_categories(index, include)
     landmarks = None
     if index.landmarks is not None and method != "haar":
         landmarks = read_landmarks(index.landmarks)
@@ -214,3 +207,11 @@ def read_cfee(
                          pick=pick, extra_meta={"xls": str(index.xls) if index.xls else None,
                                                 "aus": "FACS workbook (a..e -> 0.2..1.0; NaN = not coded)"
                                                 if aus is not None else None})
+
+
+def looks_like_cfee(root: Path) -> bool:
+    """True when any file under root is named like a CFEE image (``EE_SSS_*.jpg``)."""
+    return any(CFEE_NAME.match(p.name) for p in walk_files(root))
+
+
+READER = Reader(name="cfee", detect=looks_like_cfee, scan=scan_cfee, read=read_cfee)

@@ -15,7 +15,8 @@ from pathlib import Path
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.load import DataIndex, build_faceset, check_root, flag_zero_bytes, walk_files
+from compound_fer.data.index import (DataIndex, Reader, build_faceset, check_root, flag_zero_bytes, pick_categories,
+                                     walk_files)
 from compound_fer.errors import DataError
 
 #: Subject id of the i-th file (sorted order) when no subjects.csv says otherwise.
@@ -111,15 +112,7 @@ def read_folder(
     from compound_fer.data.faces import read_landmarks
 
     index = scan_folder(root)
-    pick = index.usable()
-    if include is not None:
-        try:
-            want = {taxonomy.by_name(n).name for n in include}
-        except taxonomy.UnknownCategoryError as exc:
-            raise DataError(f"include: {exc}") from None
-        pick = [i for i in pick if index.categories[i] in want]
-        if not pick:
-            raise DataError(f"{index.root}: no image of {sorted(want)}; check 'include'")
+    pick = pick_categories(index, include)
     if method == "landmarks" and index.landmarks is None:
         raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv; add it or use method='auto'")
     landmarks = read_landmarks(index.landmarks) if index.landmarks is not None else None
@@ -127,3 +120,7 @@ def read_folder(
                          cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=None,
                          pick=pick, extra_meta={"subjects": "subjects.csv" if index.subjects_known
                                                 else "unknown: one subject id per file (1,000,000 + position)"})
+
+
+#: The fallback layout: any folder is read as labelled class folders (errors name what is missing).
+READER = Reader(name="folder", detect=lambda root: True, scan=scan_folder, read=read_folder)

@@ -1,203 +1,42 @@
-"""One entry point for real faces: :func:`load_faces` picks the CFEE reader or the labelled-folder reader.
+"""One entry point for real faces: the reader table, and :func:`scan` / :func:`load_faces` over it.
 
-Also the pieces both readers share: :class:`DataIndex` (a cheap listing of a data folder, used by
-``compound-fer data-info``) and :func:`build_faceset` (crops + labels -> FaceSet).
+:data:`READERS` lists the layouts in the order they are tried; the first whose ``detect`` accepts the
+folder scans and reads it (the labelled-folder reader accepts any folder, so it comes last). A new
+layout is one :class:`~compound_fer.data.index.Reader` entry here.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
-
-from compound_fer import taxonomy
+from compound_fer.data import cfee, folder
 from compound_fer.data.faceset import FaceSet
-from compound_fer.data.images import SkipReport
-from compound_fer.errors import DataError
+from compound_fer.data.index import DataIndex, Reader, check_root
 
-log = logging.getLogger(__name__)
+__all__ = ["READERS", "load_faces", "reader_for", "scan"]
 
-
-@dataclass
-class DataIndex:
-    """A data folder listed without decoding images: matched files, their category and subject,
-    and the problems found (zero-byte files, unknown categories, unmatched files, duplicates)."""
-
-    root: Path
-    layout: str  # "cfee" | "folder"
-    files: tuple[str, ...]  # matched image files (absolute paths), sorted
-    categories: tuple[str, ...]  # taxonomy name per file ("" when unknown)
-    subjects: tuple[int, ...]  # subject id per file
-    problems: SkipReport = field(default_factory=SkipReport)  # files that cannot be used, with why
-    unmatched: tuple[str, ...] = ()  # files that match no naming rule (ignored)
-    duplicates: list[list[str]] = field(default_factory=list)  # groups of identical files; first kept
-    landmarks: Path | None = None
-    subjects_known: bool = True  # False for folders without subjects.csv (one subject per file)
-
-    def usable(self) -> list[int]:
-        """Positions of files to read: no problem recorded, first of each duplicate group."""
-        bad = {p.file for p in self.problems}
-        bad |= {f for g in self.duplicates for f in g[1:]}
-        return [i for i, f in enumerate(self.files) if f not in bad and self.categories[i]]
-
-    def category_counts(self) -> dict[str, int]:
-        """Images per category name, in taxonomy order (counts all matched files)."""
-        c = Counter(n for n in self.categories if n)
-        return {cat.name: c[cat.name] for cat in taxonomy.CATEGORIES if c[cat.name]}
-
-    def subject_counts(self) -> dict[int, int]:
-        """Images per subject id, ascending id."""
-        return dict(sorted(Counter(self.subjects).items()))
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-able summary (what ``data-info --json`` prints)."""
-        per_subject = list(self.subject_counts().values())
-        return {
-            "root": str(self.root),
-            "layout": self.layout,
-            "images": len(self.files),
-            "categories": len(self.category_counts()),
-            "subjects": len(per_subject) if self.subjects_known else None,
-            "images_per_category": self.category_counts(),
-            "images_per_subject": (
-                {"min": min(per_subject), "median": float(np.median(per_subject)), "max": max(per_subject)}
-                if per_subject and self.subjects_known else None
-            ),
-            "per_subject": {str(k): v for k, v in self.subject_counts().items()} if self.subjects_known else None,
-            "landmarks": str(self.landmarks) if self.landmarks else None,
-            "problems": [{"file": p.file, "reason": p.reason} for p in self.problems],
-            "unmatched": list(self.unmatched),
-            "duplicates": self.duplicates,
-            "usable": len(self.usable()),
-        }
+#: Layouts tried in order: the first whose detect(root) is true reads the folder.
+READERS: tuple[Reader, ...] = (cfee.READER, folder.READER)
 
 
-def check_root(root: str | os.PathLike) -> Path:
-    """The folder as a Path; DataError when it is missing or not a folder."""
-    p = Path(root).expanduser()
-    if not p.exists():
-        raise DataError(f"{p}: no such folder; give the folder holding the CFEE release or labelled class folders")
-    if not p.is_dir():
-        raise DataError(f"{p}: not a folder; give the folder that holds the images, not a file")
-    return p
-
-
-def walk_files(root: Path) -> list[Path]:
-    """All files under root, recursively, hidden files and folders left out, sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
-    return sorted(out)
-
-
-def flag_zero_bytes(files: Sequence[str], problems: SkipReport) -> None:
-    """Add zero-byte (or unreadable) files to problems, cheaply (stat only)."""
-    for f in files:
-        try:
-            if os.path.getsize(f) == 0:
-                problems.add(f, "zero-byte file: re-copy it from the original data or delete it")
-        except OSError as exc:
-            problems.add(f, f"cannot stat: {exc.strerror or exc}")
-
-
-def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: float, cache: bool,
-                  cache_dir: str | os.PathLike | None, progress: bool, workers: int,
-                  landmarks: dict[str, np.ndarray] | None, aus: np.ndarray | None,
-                  pick: Sequence[int] | None = None, extra_meta: dict | None = None) -> FaceSet:
-    """Crop the usable files of ``index`` (or the positions ``pick``) into a FaceSet with a skip report."""
-    import torch
-
-    from compound_fer.data.faces import preprocess_faces
-
-    pick = list(index.usable() if pick is None else pick)
-    files = [index.files[i] for i in pick]
-    lms = None
-    if landmarks is not None:
-        lms = [_lookup_landmarks(landmarks, f, index.root) for f in files]
-    pre = preprocess_faces(files, lms, method=method, size=image_size, margin=margin, cache=cache,
-                           cache_dir=cache_dir, progress=progress, workers=workers)
-    skipped = SkipReport(index.problems)
-    labels_of = {i: taxonomy.label_of(index.categories[i]) for i in set(pick)}
-    for g in index.duplicates:
-        cats = {index.categories[index.files.index(f)] for f in g if f in index.files}
-        note = f" (labelled {' / '.join(sorted(c or '?' for c in cats))}; the first is kept)" if len(cats) > 1 else ""
-        for f in g[1:]:
-            skipped.add(f, f"duplicate: same bytes as {g[0]}{note}; delete one copy")
-    skipped.extend(pre.skipped)
-    kept = [pick[j] for j in pre.index]
-    if not kept:
-        raise DataError(f"{index.root}: no usable face in {len(files)} image(s).\n{skipped.summary()}")
-    region_src = Counter(pre.regions)
-    meta = {
-        "source": index.layout,
-        "root": str(index.root),
-        "image_size": image_size,
-        "method": method,
-        "margin": margin,
-        "methods": dict(Counter(pre.methods)),
-        "region_masks": "landmarks" if set(region_src) == {"landmarks"} else (
-            "canonical positions in the aligned Haar crop (approximate, no landmarks)"
-            if set(region_src) == {"canonical"} else f"mixed: {dict(region_src)} (canonical = approximate)"),
-        "region_sources": tuple(pre.regions),
-        "skipped": skipped,
-        "duplicates": index.duplicates,
-        "cache_file": pre.cache_file,
-        "cache_hits": pre.cache_hits,
-        "subjects_known": index.subjects_known,
-        **(extra_meta or {}),
-    }
-    if skipped:
-        log.warning("%s", skipped.summary())
-    return FaceSet(
-        images=torch.from_numpy(pre.images),
-        labels=torch.tensor([labels_of[i] for i in kept], dtype=torch.long),
-        subjects=torch.tensor([index.subjects[i] for i in kept], dtype=torch.long),
-        sources=tuple(index.files[i] for i in kept),
-        aus=None if aus is None else torch.from_numpy(np.asarray(aus, dtype=np.float32)[pre.index]),
-        region_masks=torch.from_numpy(pre.masks),
-        meta=meta,
-    )
-
-
-def _lookup_landmarks(landmarks: dict[str, np.ndarray], file: str, root: Path) -> np.ndarray | None:
-    rel = os.path.relpath(file, root).replace(os.sep, "/")
-    return landmarks.get(rel, landmarks.get(os.path.basename(file)))
-
-
-def looks_like_cfee(root: Path) -> bool:
-    """True when any file under root is named like a CFEE image (``EE_SSS_*.jpg``)."""
-    from compound_fer.data.cfee import CFEE_NAME
-
-    return any(CFEE_NAME.match(p.name) for p in walk_files(root))
+def reader_for(root: str | os.PathLike) -> tuple[Reader, Path]:
+    """The reader of the folder ``root`` (checked to exist), and the folder as a Path."""
+    path = check_root(root)
+    return next(r for r in READERS if r.detect(path)), path
 
 
 def scan(path: str | os.PathLike) -> DataIndex:
     """Cheap listing of a data folder: CFEE layout if files match ``EE_SSS_*.jpg``, else labelled folders."""
-    root = check_root(path)
-    if looks_like_cfee(root):
-        from compound_fer.data.cfee import scan_cfee
-
-        return scan_cfee(root)
-    from compound_fer.data.folder import scan_folder
-
-    return scan_folder(root)
+    reader, root = reader_for(path)
+    return reader.scan(root)
 
 
 def load_faces(path: str | os.PathLike, **kw: Any) -> FaceSet:
-    """Read real faces from ``path``: :func:`~compound_fer.data.cfee.read_cfee` when files are named
-    ``EE_SSS_*.jpg``, else :func:`~compound_fer.data.folder.read_folder`; keyword arguments pass through
-    (``image_size``, ``method``, ``margin``, ``cache``, ``cache_dir``, ``progress``, ``include``, ``workers``)."""
-    root = check_root(path)
-    if looks_like_cfee(root):
-        from compound_fer.data.cfee import read_cfee
-
-        return read_cfee(root, **kw)
-    from compound_fer.data.folder import read_folder
-
-    return read_folder(root, **kw)
+    """Read real faces from ``path`` with the first reader of :data:`READERS` that accepts it
+    (:func:`~compound_fer.data.cfee.read_cfee` when files are named ``EE_SSS_*.jpg``, else
+    :func:`~compound_fer.data.folder.read_folder`); keyword arguments pass through (``image_size``,
+    ``method``, ``margin``, ``cache``, ``cache_dir``, ``progress``, ``include``, ``workers``)."""
+    reader, root = reader_for(path)
+    return reader.read(root, **kw)

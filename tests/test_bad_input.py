@@ -629,3 +629,34 @@ def test_help_lists_only_options_the_command_has(capsys):
         cli.main(["run", "--help"])
     out = capsys.readouterr().out
     assert all(o in out for o in ("--methods", "--orders", "--no-fewshot", "--data", "--overwrite"))
+
+
+def test_disk_full_in_the_middle_of_a_run_keeps_the_rows_written_and_resume_finishes(tmp_path, monkeypatch, capsys):
+    """The second continual row cannot be written (ENOSPC): exit 2 naming that row file, the first row
+    is intact, no temporary file is left, and `--resume` computes only what is missing."""
+    import compound_fer.runner.protocol as protocol
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML.replace("methods: [naive]", "methods: [naive, replay]"))
+    out = tmp_path / "out"
+    real = protocol.write_json
+
+    def full_for_replay(path, obj):
+        if "replay" in os.path.basename(str(path)):
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+                return real(path, obj)
+        return real(path, obj)
+
+    monkeypatch.setattr(protocol, "write_json", full_for_replay)
+    argv = ["run", "--config", cfg, "--out", out, "--no-progress"]
+    refused(argv, "continual_seed0_replay_order0.json", "No space left", "--resume", capsys=capsys)
+    naive = out / "rows" / "continual_seed0_naive_order0.json"
+    first = naive.read_bytes()
+    assert json.loads(first)["method"] == "naive"
+    assert not (out / "rows" / "continual_seed0_replay_order0.json").exists() and not list(out.rglob(".*.tmp"))
+    monkeypatch.setattr(protocol, "write_json", real)  # space freed
+    assert cli.main([str(a) for a in argv] + ["--resume"]) == 0
+    assert naive.read_bytes() == first  # reused, not recomputed
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert sorted(r.get("method", "") for r in rows) == ["", "naive", "replay"]

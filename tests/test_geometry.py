@@ -83,7 +83,7 @@ def test_geometry_of_missing_faces_is_nan_and_shapes_are_checked():
         geometry_features(np.zeros((2, 68, 2)), "cfee78")
     with pytest.raises(ValueError, match="unknown landmark scheme"):
         geometry_features(p, "dlib68")
-    assert feature_count(CFEE78) == 156 + 78 * 77 // 2 and feature_count(MEDIAPIPE468) == 936 + 91 * 90 // 2
+    assert feature_count(CFEE78) == 156 + 24 * 23 // 2 and feature_count(MEDIAPIPE468) == 936 + 91 * 90 // 2
 
 
 def _faces(n: int = 4, size: int = 32, scheme=CFEE78) -> FaceSet:

@@ -70,7 +70,9 @@ CFEE78 = LandmarkScheme(
     parts={"left_pupil": (0,), "left_eye": _R(1, 9), "right_pupil": (9,), "right_eye": _R(10, 18),
            "left_brow": _R(18, 26), "right_brow": _R(26, 34), "nose": _R(34, 49), "outer_lip": _R(49, 57),
            "inner_lip": _R(57, 63), "contour": _R(63, 78), "chin": _R(67, 74) + (49, 53, 54, 55, 56)},
-    key_points=_R(0, 78),
+    # pupils + the 22 named points: 24 points, 276 distances (all 78 points, 3,003 distances, scored lower
+    # on validation subjects with the fused head; benchmarks/results/representation_tuning.json)
+    key_points=(0, 1, 3, 5, 7, 9, 10, 12, 14, 16, 18, 22, 26, 30, 41, 43, 45, 49, 51, 53, 55, 58, 61, 70),
     named={"left_eye_outer": (1,), "left_eye_inner": (5,), "left_eye_top": (3,), "left_eye_bottom": (7,),
            "right_eye_inner": (10,), "right_eye_outer": (14,), "right_eye_top": (12,), "right_eye_bottom": (16,),
            "left_brow_outer": (18,), "left_brow_inner": (22,), "right_brow_inner": (26,), "right_brow_outer": (30,),

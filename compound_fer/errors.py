@@ -34,5 +34,6 @@ def brief_load_error(err: BaseException, *, limit: int = 3) -> str:
             parts.append(f"{len(keys)} {kind} key(s) ({', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''})")
     sizes = re.findall(r"size mismatch for ([^:]+):", text)
     if sizes:
-        parts.append(f"{len(sizes)} shape mismatch(es) ({', '.join(sizes[:limit])}{', ...' if len(sizes) > limit else ''})")
+        more = ", ..." if len(sizes) > limit else ""
+        parts.append(f"{len(sizes)} shape mismatch(es) ({', '.join(sizes[:limit])}{more})")
     return "weights do not fit the model: " + "; ".join(parts) if parts else text[:400]

@@ -563,7 +563,8 @@ def test_huge_jpeg_is_decoded_small(tmp_path):
                     f"im.save({str(big)!r}, quality=60)"], check=True)
     probe = ("import resource, sys; from compound_fer.data.images import read_image; "
              "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; a, s = read_image(sys.argv[1]); "
-             "r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; print(a.shape[0], a.shape[1], s, (r1 - r0) // 1024)")
+             "r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+             "print(a.shape[0], a.shape[1], s, (r1 - r0) // 1024)")
     res = subprocess.run([sys.executable, "-c", probe, str(big)], capture_output=True, text=True, check=True)
     h, w, scale, grew_mb = res.stdout.split()
     assert (int(h), int(w)) == (1200, 1600) and float(scale) == pytest.approx(1600 / 12000)
@@ -592,7 +593,8 @@ def test_evaluate_names_absent_classes_once_instead_of_nan_rows(tmp_path, monkey
     model = _saved_basic_model(tmp_path)
     faces = generate(categories=["Happy", "Sad"], n_subjects=2, per_subject=1, image_size=32, seed=0)
     monkeypatch.setattr(load, "load_faces", lambda *a, **k: faces)
-    assert cli.main(["evaluate", "--model", str(model), "--data", str(tmp_path), "--json", str(tmp_path / "e.json")]) == 0
+    argv = ["evaluate", "--model", str(model), "--data", str(tmp_path), "--json", str(tmp_path / "e.json")]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "nan" not in out and "n=0" not in out
     assert "Happy" in out and f"not in {tmp_path}: Angry, Surprised, Disgusted, Fearful" in out
@@ -641,10 +643,13 @@ def test_disk_full_in_the_middle_of_a_run_keeps_the_rows_written_and_resume_fini
     out = tmp_path / "out"
     real = protocol.write_json
 
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     def full_for_replay(path, obj):
         if "replay" in os.path.basename(str(path)):
             with pytest.MonkeyPatch.context() as m:
-                m.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+                m.setattr(os, "fsync", no_space)
                 return real(path, obj)
         return real(path, obj)
 

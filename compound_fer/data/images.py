@@ -103,9 +103,10 @@ def read_image(path: str | os.PathLike, *, max_side: int | None = MAX_SIDE) -> t
 
 
 def _open_image(path: Path, max_side: int | None):
-    """Open ``path`` lazily; return it with its full size. A JPEG larger than ``max_side`` is set to decode at 1/2, 1/4 or 1/8 size
-    (``draft``), so a 100-megapixel photo costs a few megabytes; PIL's decompression-bomb check, which
-    counts full-size pixels, is then applied to the reduced size instead (see ``_refuse_bomb``)."""
+    """Open ``path`` lazily; return it with its full size. A JPEG larger than ``max_side`` is set to
+    decode at 1/2, 1/4 or 1/8 size (``draft``), so a 100-megapixel photo costs a few megabytes; PIL's
+    decompression-bomb check, which counts full-size pixels, is then applied to the reduced size
+    instead (see ``_refuse_bomb``)."""
     from PIL import Image, JpegImagePlugin
 
     with open(path, "rb") as f:

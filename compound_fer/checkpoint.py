@@ -1,12 +1,18 @@
-"""Step-level checkpoints of a continual run: after every completed experience, the whole state needed to
+"""Step-level checkpoints of a continual run: after every completed experience, the state needed to
 continue (strategy with its model, grown head, optimizer and plugins; the metrics record so far; the
 RNG states of python, numpy and torch) is written atomically, so a killed run resumes exactly.
 
 The state is pickled with ``dill`` (Avalanche strategies hold lambdas and closures), with
 ``byref=True`` (torch 2.14's hidden optimizer submodules break dill's default; see
-docs/reliability.md). Large tensors that the resumed process recomputes bit for bit (cached trunk maps)
-and live objects that must not be pickled (the evaluator and its open log files) are stored *by name*
-and re-attached on load, so a checkpoint holds the strategy's state, not the data set.
+docs/reliability.md). What the resuming process rebuilds bit for bit is stored *by reference*, so a
+checkpoint holds the run's state (changed weights, optimizer, plugin state, memories as indices), not
+its data or unchanged weights:
+
+* ``external`` objects by name: the evaluator (open log files), cached trunk maps, and the benchmark's
+  data sets (:func:`benchmark_refs`), so replay memories and experience data pickle as index lists;
+* ``reference`` tensors by name: a tensor bitwise equal to one of the reference model's (the shared
+  basic model: a frozen trunk, the distillation teacher) is stored as that name and cloned on load,
+  one clone per original object, so shared parameters stay shared and distinct ones distinct.
 
 A checkpoint is a pickle, so it can run code when loaded: only load files this package wrote in a run
 folder you own (the runner only loads ``<out>/checkpoints/``). User-supplied *model* files always go
@@ -30,7 +36,7 @@ import torch
 from compound_fer.errors import CompoundFERError
 from compound_fer.io import atomic_write
 
-FORMAT = "compound_fer/step-checkpoint-v1"
+FORMAT = "compound_fer/step-checkpoint-v2"
 
 #: test hook: seconds to sleep after training each continual step (so a test can kill a run mid-step)
 PAUSE_ENV = "COMPOUND_FER_STEP_PAUSE"
@@ -64,24 +70,67 @@ def _dill():
     return dill
 
 
+class _ReferenceTensors:
+    """A reference model's tensors, found by value: ``name(t)`` names a bitwise-equal one, or is None."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.by_key: dict[tuple, list[str]] = {}
+        for name, t in module.state_dict().items():
+            t = t.detach().cpu().clone()
+            self.tensors[name] = t
+            self.by_key.setdefault((tuple(t.shape), t.dtype), []).append(name)
+
+    def name(self, t: torch.Tensor) -> str | None:
+        names = self.by_key.get((tuple(t.shape), t.dtype))
+        if not names or t.layout != torch.strided or t.numel() < 2:
+            return None
+        flat = t.detach().cpu()
+        return next((n for n in names if torch.equal(flat, self.tensors[n])), None)
+
+    def load(self, name: str, *, device: str, param: bool, requires_grad: bool) -> torch.Tensor:
+        if name not in self.tensors:
+            raise pickle.UnpicklingError(f"checkpoint refers to reference tensor {name!r}, which the resuming "
+                                         "run's reference model does not have")
+        t = self.tensors[name].clone().to(device)
+        if param:
+            return torch.nn.Parameter(t, requires_grad=requires_grad)
+        return t.requires_grad_(requires_grad) if t.is_floating_point() else t
+
+
 class _Pickler:  # built lazily: dill is imported only when a checkpoint is written
     @staticmethod
-    def make(f, external: Mapping[str, Any]):
+    def make(f, external: Mapping[str, Any], reference: _ReferenceTensors | None = None):
         dill = _dill()
         by_id = {id(v): k for k, v in external.items()}
 
         class P(dill.Pickler):
             def persistent_id(self, obj):  # noqa: ANN001
-                return by_id.get(id(obj))
+                pid = by_id.get(id(obj))
+                if pid is None and reference is not None and isinstance(obj, torch.Tensor):
+                    name = reference.name(obj)
+                    if name is not None:  # id(obj): one clone per original object at load
+                        return ("ref", name, id(obj), str(obj.device), isinstance(obj, torch.nn.Parameter),
+                                bool(obj.requires_grad))
+                return pid
 
         return P(f, byref=True, recurse=False)
 
     @staticmethod
-    def make_loader(f, external: Mapping[str, Any]):
+    def make_loader(f, external: Mapping[str, Any], reference: _ReferenceTensors | None = None):
         dill = _dill()
+        clones: dict[tuple, torch.Tensor] = {}
 
         class U(dill.Unpickler):
             def persistent_load(self, pid):  # noqa: ANN001
+                if isinstance(pid, tuple) and pid and pid[0] == "ref":
+                    _, name, oid, device, param, grad = pid
+                    if reference is None:
+                        raise pickle.UnpicklingError("checkpoint refers to reference tensors, but the resuming "
+                                                     "run gave no reference model")
+                    if (name, oid) not in clones:
+                        clones[(name, oid)] = reference.load(name, device=device, param=param, requires_grad=grad)
+                    return clones[(name, oid)]
                 if pid not in external:
                     raise pickle.UnpicklingError(
                         f"checkpoint refers to external object {pid!r}, which the resuming run did not provide")
@@ -90,24 +139,59 @@ class _Pickler:  # built lazily: dill is imported only when a checkpoint is writ
         return U(f)
 
 
+def benchmark_refs(benchmark: Any) -> dict[str, Any]:
+    """The data sets under an Avalanche benchmark (train and test) by name, for ``external``: experience
+    data, replay memories and buffers built on them then pickle as index lists, not images."""
+    out: dict[str, Any] = {}
+    for split in ("train", "test"):
+        for k, leaf in enumerate(_leaves(getattr(benchmark, f"original_{split}_dataset", None))):
+            out[f"{split}_data_{k}"] = leaf
+    return out
+
+
+def _leaves(dataset: Any) -> list[Any]:
+    """The plain (non-Avalanche) data sets an Avalanche dataset is built on, deduplicated, in order."""
+    seen: dict[int, Any] = {}
+    stack = [dataset] if dataset is not None else []
+    while stack:
+        d = stack.pop()
+        inner = getattr(d, "_flat_data", None)
+        children = list(getattr(d, "_datasets", None) or [])
+        if inner is not None and inner is not d:
+            stack.append(inner)
+        elif children:
+            stack.extend(reversed([c for c in children if c is not d]))
+        elif not type(d).__module__.startswith("avalanche"):
+            seen.setdefault(id(d), d)
+    return list(seen.values())
+
+
 class StepCheckpoint:
     """The latest completed step of one continual run, in one file written by temp file + rename.
 
     ``external`` names objects that are saved by reference (``name -> object``); the loading process
-    passes the same names bound to its own (equal) objects.
+    passes the same names bound to its own (equal) objects. ``reference``: a model (the basic model)
+    whose tensors are saved by name wherever a bitwise-equal tensor occurs; the loading process passes
+    an equal model. ``last_bytes``/``last_seconds``: size and write time of the latest save.
     """
 
-    def __init__(self, *, path: str | os.PathLike, external: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, *, path: str | os.PathLike, external: Mapping[str, Any] | None = None,
+                 reference: torch.nn.Module | None = None) -> None:
         self.path = Path(path)
         self.external = dict(external or {})
+        self.reference = _ReferenceTensors(reference) if reference is not None else None
+        self.last_bytes, self.last_seconds = 0, 0.0
 
     def save(self, *, step: int, state: Mapping[str, Any]) -> Path:
         """Write ``state`` (any picklable mapping) as completed step ``step``, with the RNG states."""
+        t0 = time.perf_counter()
         payload = {"format": FORMAT, "step": int(step), "rng": capture_rng(), "state": dict(state),
                    "utc": time.time()}
         buf = io.BytesIO()
-        _Pickler.make(buf, self.external).dump(payload)
-        return atomic_write(self.path, lambda f: f.write(buf.getbuffer()), binary=True)
+        _Pickler.make(buf, self.external, self.reference).dump(payload)
+        path = atomic_write(self.path, lambda f: f.write(buf.getbuffer()), binary=True)
+        self.last_bytes, self.last_seconds = buf.tell(), time.perf_counter() - t0
+        return path
 
     def load(self, *, restore: bool = True) -> tuple[int, dict[str, Any]] | None:
         """``(step, state)`` of the saved step, or None when there is no checkpoint; restores the RNGs.
@@ -119,7 +203,7 @@ class StepCheckpoint:
         try:
             # redirect: Avalanche's dill reducer for torch.device prints "Mapping cpu to cpu" per device
             with open(self.path, "rb") as f, contextlib.redirect_stdout(io.StringIO()):
-                payload = _Pickler.make_loader(f, self.external).load()
+                payload = _Pickler.make_loader(f, self.external, self.reference).load()
         except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
             raise CheckpointError(f"{self.path} cannot be read as a step checkpoint (truncated or corrupt?): "
                                   f"{type(err).__name__}: {err}") from None
@@ -141,4 +225,5 @@ def step_pause() -> None:
         time.sleep(float(pause))
 
 
-__all__ = ["PAUSE_ENV", "CheckpointError", "StepCheckpoint", "capture_rng", "restore_rng", "step_pause"]
+__all__ = ["PAUSE_ENV", "CheckpointError", "StepCheckpoint", "benchmark_refs", "capture_rng", "restore_rng",
+           "step_pause"]

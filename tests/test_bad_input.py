@@ -665,3 +665,17 @@ def test_disk_full_in_the_middle_of_a_run_keeps_the_rows_written_and_resume_fini
     assert naive.read_bytes() == first  # reused, not recomputed
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert sorted(r.get("method", "") for r in rows) == ["", "naive", "replay"]
+
+
+def test_api_external_test_set_lacking_compounds_fails_before_the_basic_phase(tmp_path, monkeypatch):
+    import yaml
+
+    import compound_fer.runner.protocol as protocol
+    from compound_fer.data.synthetic import generate
+
+    cfg = parse_config(yaml.safe_load(TINY_YAML)).with_overrides(data={"source": "path", "path": str(tmp_path)})
+    partial = generate(categories=[*taxonomy.basic_names(), "Awed"], n_subjects=2, per_subject=1, image_size=32)
+    monkeypatch.setattr(protocol, "load_dataset", lambda cfg, path=None, progress=True: partial)
+    with pytest.raises(DataError, match=r"test data .*test.*no usable image of .*Sadly angry.*fewshot --compounds"):
+        protocol.run_protocol(cfg, out_dir=tmp_path / "out", test_path=str(tmp_path / "test"), progress=False)
+    assert not list((tmp_path / "out").glob("models/*"))  # no basic phase was run

@@ -92,6 +92,19 @@ def effective_config(cfg: ProtocolConfig, *, data_path: str | None = None, test_
     return out
 
 
+def require_test_classes(cfg: ProtocolConfig, test_faces) -> None:
+    """An external test set must hold every compound class the run tests (all of them for the continual
+    phase, ``fewshot.compounds`` for the few-shot phase): a DataError naming the folder and the classes."""
+    needed = list(taxonomy.compound_names()) if cfg.continual.methods else []
+    if cfg.fewshot.enabled:
+        needed += list(cfg.fewshot.compounds or taxonomy.compound_names())
+    missing = [n for n in dict.fromkeys(needed) if n not in set(test_faces.class_names)]
+    if missing:
+        raise DataError(f"test data {cfg.data.test_path}: no usable image of {', '.join(missing)}, which this run "
+                        f"tests; add their images, or run the few-shot phase alone on the classes it has "
+                        f"(compound-fer fewshot --compounds ...)")
+
+
 def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool,
                  progress: bool) -> tuple[nn.Module, Inputs, BasicRow]:
     """The basic model of ``seed`` and the inputs of the continual steps (cached maps, or images)."""
@@ -245,6 +258,8 @@ def run_protocol(
         raise ConfigError(EXTERNAL_NEEDS_STRICT.format(mode=cfg.evaluation.mode))
     faces = load_dataset(cfg, progress=progress)
     test_faces = load_dataset(cfg, path=cfg.data.test_path, progress=progress) if cfg.data.test_path else None
+    if test_faces is not None:
+        require_test_classes(cfg, test_faces)  # before the basic phase, not after it
     rows: list[Row] = []
     for seed in seeds:
         rows += _seed_stage(cfg, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)

@@ -95,11 +95,15 @@ def make(cfg: Any, *, data_path: str | os.PathLike | None, test_path: str | os.P
 
 def differences(old: dict[str, Any], new: dict[str, Any], *, limit: int = 8) -> list[str]:
     """Human lines naming what differs between two fingerprints (empty: the same run)."""
+    from compound_fer.config import ProtocolConfig
+
     lines: list[str] = []
     a, b = old.get("settings", {}), new.get("settings", {})
-    keys = sorted(set(a) | set(b))
-    changed = [k for k in keys if a.get(k, "(unset)") != b.get(k, "(unset)")]
-    lines += [f"{k}: {a.get(k, '(unset)')!r} in the folder, {b.get(k, '(unset)')!r} now" for k in changed[:limit]]
+    # a key this code added since the folder was written counts as its default there (the only value it had)
+    defaults = config_settings(ProtocolConfig())
+    a = {k: a.get(k, defaults.get(k, "(unset)")) for k in b}
+    changed = [k for k in sorted(b) if a[k] != b[k]]
+    lines += [f"{k}: {a[k]!r} in the folder, {b[k]!r} now" for k in changed[:limit]]
     if len(changed) > limit:
         lines.append(f"... and {len(changed) - limit} more setting(s)")
     for which in ("data", "test_data"):

@@ -47,3 +47,12 @@ def test_claim_refuses_mixing_and_overwrite_clears_only_run_files(tmp_path):
     fingerprint.claim(out, fp({**BASE, "basic": {"epochs": 2}}), resume=False, overwrite=True)
     assert not (out / "rows").exists() and (out / "notes.txt").read_text() == "mine"
     assert fingerprint.read(out)["settings"]["basic.epochs"] == 2
+
+
+def test_a_setting_added_by_newer_code_counts_as_its_default_in_an_older_folder():
+    old, new = fp(BASE), fp(BASE)
+    del old["settings"]["basic.epochs"], old["settings"]["model.dropout"]  # as if written before they existed
+    new["settings"]["basic.epochs"] = 30  # the default: the old folder ran with it
+    assert fingerprint.differences(old, new) == []
+    new["settings"]["model.dropout"] = 0.5  # not the default: a real difference
+    assert [d.split(":")[0] for d in fingerprint.differences(old, new)] == ["model.dropout"]

@@ -110,9 +110,16 @@ def differences(old: dict[str, Any], new: dict[str, Any], *, limit: int = 8) -> 
         da, db = old.get(which) or {}, new.get(which) or {}
         if da.get("digest") != db.get("digest") or (da.get("digest") is None and da.get("path") != db.get("path")):
             what = "different files" if da.get("path") == db.get("path") else "another folder"
-            lines.append(f"{which}: {da.get('path', 'none')} ({da.get('files', 0)} files) in the folder, "
-                         f"{db.get('path', 'none')} ({db.get('files', 0)} files) now: {what}")
+            lines.append(f"{which}: {_where(da)} in the folder, {_where(db)} now: {what}")
     return lines
+
+
+def _where(d: dict[str, Any]) -> str:
+    if not d:
+        return "none"
+    if d.get("path") == "synthetic":
+        return "the synthetic faces"
+    return f"{d.get('path')} ({d.get('files', 0)} files)"
 
 
 def holds_results(out_dir: Path) -> bool:

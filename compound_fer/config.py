@@ -94,6 +94,9 @@ class BasicPhase(_Section):
     patience: int = Field(5, ge=1)
     trainable: Literal["all", "tail_head", "head"] = "all"
     augment: bool = True
+    # auxiliary heads on the basic faces (training/auxiliary.py): predict landmark geometry / action units
+    aux_geometry: float = Field(0.0, ge=0.0)
+    aux_aus: float = Field(0.0, ge=0.0)
 
 
 class KDConfig(_Section):
@@ -101,6 +104,7 @@ class KDConfig(_Section):
     gamma0: float = Field(0.1, ge=0.0, le=1.0)
     teacher_padding: Literal["zeros", "mask"] = "zeros"
     teacher_mode: Literal["basic", "previous"] = "basic"
+    feature_weight: float = Field(0.0, ge=0.0)  # distil the embedding too (MSE), not only the logits
 
 
 class ContinualPhase(_Section):

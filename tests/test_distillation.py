@@ -169,3 +169,21 @@ def test_given_teacher_distils_from_first_experience_and_previous_mode_follows_t
     x = torch.randn(3, 8)
     model2.eval()
     assert torch.allclose(prev.teacher(x), model2(x))
+
+
+def test_feature_distillation_is_zero_for_the_teacher_itself_and_grows_as_the_student_drifts():
+    import copy
+
+    from compound_fer.models import build_model
+    from compound_fer.training.distillation import feature_distillation, freeze
+
+    torch.manual_seed(0)
+    student = build_model("small_cnn", num_classes=6, image_size=32).eval()
+    teacher = freeze(copy.deepcopy(student))
+    x = torch.rand(4, 3, 32, 32)
+    assert float(feature_distillation(student, teacher, x)) == 0.0
+    with torch.no_grad():
+        for p in student.tail.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    loss = feature_distillation(student, teacher, x)
+    assert float(loss) > 0 and loss.requires_grad

@@ -59,6 +59,7 @@ class BasicRow(_RowBase):
     test_accuracy: float | None = None
     seconds: float | None = None
     ranks_in_sync: bool | None = None
+    auxiliary: dict | None = None  # basic.aux_geometry / aux_aus: the auxiliary heads' weights
     geometry: dict | None = None  # the geometry stage (model.geometry: landmarks): features, accuracies
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -11,11 +11,13 @@ from torch import nn
 
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
+from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import ConfigError, DataError, WeightsError, brief_load_error
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 from compound_fer.runner.dataset import Splits
 from compound_fer.seeding import seed_everything
+from compound_fer.training.auxiliary import describe
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,18 @@ def _training_views(cfg: ProtocolConfig, splits: Splits, parts: tuple, model: nn
     return model, tr.images, va.images, te.float_images(), make_augment(cfg.augment) if cfg.basic.augment else None
 
 
+def _auxiliary(cfg: ProtocolConfig, model: nn.Module, train: FaceSet, *, cached: bool):
+    """The auxiliary geometry/AU heads of the basic phase (basic.aux_geometry, basic.aux_aus), or None."""
+    if not (cfg.basic.aux_geometry > 0 or cfg.basic.aux_aus > 0):
+        return None
+    if cached:
+        raise ConfigError("basic.aux_geometry / aux_aus train the image branch: they need basic.trainable: all")
+    from compound_fer.training.auxiliary import AuxiliaryTargets
+
+    return AuxiliaryTargets(in_features=model.tail_dim, faces=train, geometry_weight=cfg.basic.aux_geometry,
+                            au_weight=cfg.basic.aux_aus)
+
+
 def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool = False,
                       progress: bool = True, model: nn.Module | None = None,
                       inputs: Inputs | None = None) -> tuple[nn.Module, dict]:
@@ -97,11 +111,12 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     model.set_trainable(cfg.basic.trainable)
     seed_everything(seed)
     net, train_x, val_x, test_x, augment = _training_views(cfg, splits, (tr, va, te), model, inputs)
+    aux = _auxiliary(cfg, model, tr, cached=inputs is not None and inputs.cached)
     res = train_basic(
         net, train_x=train_x, train_y=to_model_labels(tr.labels, labels), val_x=val_x,
         val_y=to_model_labels(va.labels, labels), epochs=cfg.basic.epochs, lr=cfg.basic.lr,
         batch_size=cfg.basic.batch_size, weight_decay=cfg.basic.weight_decay, patience=cfg.basic.patience,
-        augment=augment, seed=seed, device=cfg.device, progress=progress,
+        augment=augment, seed=seed, device=cfg.device, progress=progress, auxiliary=aux,
     )
     test_acc = accuracy(net, test_x, to_model_labels(te.labels, labels), device=cfg.device)
     info = {
@@ -109,6 +124,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
         "image_size": cfg.data.image_size, "input": "float RGB in [0,1], (N,3,H,W); normalisation inside the model",
         "best_epoch": res.best_epoch, "val_accuracy": res.best_val_accuracy, "test_accuracy": test_acc,
         "seconds": round(res.seconds, 2), "seed": seed,
+        **({"auxiliary": describe(aux)} if aux is not None else {}),
     }
     if dist.is_distributed():  # every rank must hold the same basic model (a collective: all ranks call it)
         info["ranks_in_sync"] = dist.same_on_all_ranks(model)

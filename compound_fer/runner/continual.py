@@ -92,7 +92,8 @@ def _strategy_options(cfg: ProtocolConfig, method: str, quota: int) -> dict[str,
     """The method's ``extra`` options: distillation settings, memory mode and quota, then method_options."""
     kd = cfg.continual.kd
     return {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
-            "teacher_mode": kd.teacher_mode, "memory_mode": cfg.continual.memory_mode, "quota": quota,
+            "teacher_mode": kd.teacher_mode, "feature_weight": kd.feature_weight,
+            "memory_mode": cfg.continual.memory_mode, "quota": quota,
             **dict(cfg.continual.method_options.get(method, {}))}
 
 

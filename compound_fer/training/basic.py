@@ -48,8 +48,12 @@ def train_basic(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    auxiliary: nn.Module | None = None,
 ) -> BasicResult:
     """Adam + cross-entropy with early stopping on validation accuracy; the model ends at its best epoch.
+
+    ``auxiliary`` (training/auxiliary.py): heads whose loss on the embedding of each batch is added (they
+    train with the model; single process only).
 
     ``train_x`` are uint8 or float images; uint8 is converted per batch to save memory.
     Under torchrun the model is wrapped in DDP and each rank trains on its shard of every global batch
@@ -57,6 +61,10 @@ def train_basic(
     """
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
+    if auxiliary is not None:
+        if dist.is_distributed():
+            raise ValueError("train_basic: auxiliary heads are single-process only")
+        params += list(auxiliary.parameters())
     if not params:
         raise ValueError("train_basic: the model has no trainable parameter (check the freezing policy)")
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -79,12 +87,17 @@ def train_basic(
                 if len(idx) < dist.world_size():
                     continue  # every rank needs a sample (all ranks skip alike)
                 idx = idx[dist.shard(len(idx))]
-            xb = to_float(train_x[idx])
+            xb, flips = to_float(train_x[idx]), None
             if augment is not None:
-                xb = augment_batch(xb, augment)
+                xb, flips = augment_batch(xb, augment, return_flips=True) if auxiliary is not None else \
+                    (augment_batch(xb, augment), None)
             yb = train_y[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(xb.to(device)), yb)
+            if auxiliary is None:
+                loss = loss_fn(net(xb.to(device)), yb)
+            else:  # one forward: the embedding feeds the head and the auxiliary heads
+                feats = model.features(xb.to(device))
+                loss = loss_fn(model.head(feats), yb) + auxiliary.loss(feats, idx, flips)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)

@@ -92,8 +92,12 @@ class DistillationPlugin(SupervisedPlugin):
     """
 
     def __init__(self, *, teacher: nn.Module | None = None, temperature: float = 3.0, gamma0: float = 0.1,
-                 teacher_padding: Padding = "zeros", teacher_mode: TeacherMode = "basic") -> None:
+                 teacher_padding: Padding = "zeros", teacher_mode: TeacherMode = "basic",
+                 feature_weight: float = 0.0) -> None:
         super().__init__()
+        if feature_weight < 0:
+            raise ConfigError(f"feature_weight must be >= 0, got {feature_weight}")
+        self.feature_weight = float(feature_weight)  # MSE between student and teacher embeddings (not decayed)
         if teacher_padding not in ("zeros", "mask"):
             raise ConfigError(f"teacher_padding must be 'zeros' or 'mask', got {teacher_padding!r}")
         if teacher_mode not in ("basic", "previous"):
@@ -140,6 +144,10 @@ class DistillationPlugin(SupervisedPlugin):
         g = self.gamma
         strategy.loss = strategy.loss + g * (kd - ce)
         self.last_kd_loss = float(kd.detach())
+        if self.feature_weight > 0:
+            strategy.loss = strategy.loss + self.feature_weight * feature_distillation(strategy.model, self.teacher,
+                                                                                       strategy.mb_x)
+
 
     def after_training_exp(self, strategy, **kwargs):  # noqa: ANN001
         if self._active:
@@ -149,10 +157,18 @@ class DistillationPlugin(SupervisedPlugin):
         self._active = False
 
 
+def feature_distillation(student: nn.Module, teacher: nn.Module, x: Tensor) -> Tensor:
+    """Mean squared distance between the student's and the teacher's embeddings (``features``) of ``x``:
+    it keeps the representation the basic model learned, whatever happens to the logits."""
+    with torch.no_grad():
+        target = teacher.features(x)
+    return F.mse_loss(student.features(x), target)
+
+
 def _active_units(model: nn.Module) -> Tensor | None:
     head = getattr(model, "head", None)
     units = getattr(head, "active_units", None)
     return units if isinstance(units, Tensor) else None
 
 
-__all__ = ["DistillationPlugin", "distillation_loss", "freeze", "kd_gamma", "soft_cross_entropy", "soft_targets"]
+__all__ = ["DistillationPlugin", "distillation_loss", "feature_distillation", "freeze", "kd_gamma", "soft_cross_entropy", "soft_targets"]

@@ -74,6 +74,7 @@ class KDPSMR(SupervisedTemplate):
         teacher: nn.Module | None = None,
         teacher_padding: Padding = "zeros",
         teacher_mode: TeacherMode = "basic",
+        feature_weight: float = 0.0,
         quota: int | None = None,
         memory_fraction: float = 0.3,
         num_classes_total: int | None = None,
@@ -90,7 +91,8 @@ class KDPSMR(SupervisedTemplate):
         self.psmr: PSMRPlugin | None = None
         if self.use_kd:
             self.kd = DistillationPlugin(teacher=teacher, temperature=temperature, gamma0=gamma0,
-                                         teacher_padding=teacher_padding, teacher_mode=teacher_mode)
+                                         teacher_padding=teacher_padding, teacher_mode=teacher_mode,
+                                         feature_weight=feature_weight)
             own.append(self.kd)
         if self.use_psmr:
             self.psmr = PSMRPlugin(quota=quota, memory_fraction=memory_fraction,
@@ -130,7 +132,8 @@ class PSMROnly(KDPSMR):
 _KD_OPTIONS = {"temperature": "distillation temperature T (continual.kd.temperature, 3.0)",
                "gamma0": "KD weight at step 0 (continual.kd.gamma0, 0.1)",
                "teacher_padding": "zeros or mask for the teacher's missing classes (continual.kd.teacher_padding)",
-               "teacher_mode": "basic (frozen basic model) or previous (continual.kd.teacher_mode)"}
+               "teacher_mode": "basic (frozen basic model) or previous (continual.kd.teacher_mode)",
+               "feature_weight": "weight of the embedding distillation MSE (continual.kd.feature_weight, 0)"}
 _PSMR_OPTIONS = {"quota": "images kept per class (the runner passes memory_fraction x train images // classes)",
                  "memory_fraction": "per-class memory as a share of the training images (instead of quota)",
                  "memory_mode": "grow or limit (continual.memory_mode)",

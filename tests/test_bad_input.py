@@ -79,7 +79,7 @@ def test_unknown_class_folder_lists_valid_names(tmp_path):
         (tmp_path / cls).mkdir()
         Image.fromarray(face(landmarks())).save(tmp_path / cls / "a.jpg")
     with pytest.raises(DataError) as err:
-        read_folder(tmp_path, cache=False)
+        read_folder(tmp_path, cache=False, strict_classes=True)  # by default it is skipped with a warning
     msg = str(err.value)
     assert "'confused'" in msg and "Happily surprised" in msg and "Sadly disgusted" in msg
 
@@ -162,7 +162,7 @@ def test_landmarks_method_without_csv_and_bad_csv(tmp_path):
     cfee_folder(tmp_path)
     (tmp_path / "landmarks.csv").unlink()
     with pytest.raises(DataError, match="needs a landmarks.csv"):
-        read_cfee(tmp_path, method="landmarks", cache=False, progress=False)
+        read_cfee(tmp_path, method="landmarks", cache=False, progress=False, detector=None)
     (tmp_path / "landmarks.csv").write_text("file,a,b\nx.jpg,1,2\n")
     with pytest.raises(DataError, match=r"landmarks\.csv: expected a header"):
         read_cfee(tmp_path, cache=False, progress=False)

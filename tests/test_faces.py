@@ -194,12 +194,12 @@ def test_subjects_csv_and_bad_parameters(tmp_path):
 
 
 def test_haar_path_without_landmarks_reports_canonical_regions(cfee_root, tmp_path):
-    """Real photographs, no landmarks.csv: Haar finds the faces, regions are marked approximate."""
+    """Real photographs, no landmarks.csv, detector off: Haar finds the faces, regions are marked approximate."""
     src = sorted((cfee_root / "Images").glob("*.jpg"))[::400]  # 6 photos across categories
     (tmp_path / "Images").mkdir()
     for p in src:
         os.symlink(p, tmp_path / "Images" / p.name)
-    fs = load_faces(tmp_path, image_size=64, cache=False, progress=False)
+    fs = load_faces(tmp_path, image_size=64, cache=False, progress=False, detector=None)
     assert len(fs) == len(src), fs.meta["skipped"].summary()
-    assert set(fs.meta["methods"]) <= {"haar", "haar-noeyes"}
+    assert set(fs.meta["methods"]) <= {"haar", "haar-noeyes"} and fs.landmarks is None
     assert "approximate" in fs.meta["region_masks"] and fs.aus is None

@@ -81,6 +81,8 @@ def format_text(info: dict, *, limit: int = 20) -> str:
     listing("problem files (skipped when reading)", [f"{p['file']}: {p['reason']}" for p in info["problems"]])
     listing("duplicate files (same bytes; the first is kept)", [" = ".join(g) for g in info["duplicates"]])
     listing("unmatched image files (ignored)", info["unmatched"])
+    listing("skipped classes (match no category)",
+            [f"{k}: {n} images skipped, not a CFEE category" for k, n in info.get("skipped_classes", {}).items()])
     if not (info["problems"] or info["duplicates"] or info["unmatched"]):
         lines.append("  no problems found")
     return "\n".join(lines)

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class LandmarkTable(dict):
-    """{file name: (K, 2) float32} from a landmarks file, keyed by the ``file`` column as written and by
-    its base name; ``scheme`` names the point order, ``lines`` the line of each key, ``path`` the file."""
+    """{file name: (K, 2) float32} from a landmarks file, keyed by the ``file`` column as written;
+    ``scheme`` names the point order, ``lines`` the line of each key, ``path`` the file. Match files
+    with :func:`row_key`."""
 
     def __init__(self, *, path: Path, scheme: str) -> None:
         super().__init__()
@@ -100,9 +101,6 @@ def read_landmarks(path: str | os.PathLike) -> LandmarkTable:
         if name in table.lines and not np.array_equal(table[name], xy):
             raise DataError(f"{where}: {name} already has different points on line {table.lines[name]}; keep one")
         table[name], table.lines[name] = xy, lineno
-        base = os.path.basename(name)
-        if base not in table:
-            table[base], table.lines[base] = xy, lineno
     return table
 
 
@@ -165,13 +163,32 @@ def read_au_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         for j, cell in zip(cols, row[1:]):
             vec[j] = au_value(cell, f"{path}, line {lineno}, AU{ACTION_UNITS[j]}")
         out[name] = vec
-        out.setdefault(os.path.basename(name), vec)
     return out
 
 
-def _lookup(table: dict, file: str, root: Path):
+def by_base_name(table: dict) -> dict[str, list[str]]:
+    """{base name: the table's keys with that base name} (for :func:`row_key`)."""
+    out: dict[str, list[str]] = {}
+    for key in table:
+        out.setdefault(os.path.basename(key), []).append(key)
+    return out
+
+
+def row_key(table: dict, file: str, root: Path, bases: dict[str, list[str]] | None = None) -> str | None:
+    """The key of ``file``'s row in a per-file table (landmarks, AUs), or None. A row names a file by
+    its path relative to the data folder, a longer path ending in it (another root), or its base name
+    alone; a row for ``happy/1.png`` never matches ``sad/1.png``. ``bases``: :func:`by_base_name`."""
     rel = os.path.relpath(file, root).replace(os.sep, "/")
-    return rel if rel in table else (os.path.basename(file) if os.path.basename(file) in table else None)
+    if rel in table:
+        return rel
+    rel = "/".join(part.strip() for part in rel.split("/"))  # cells are read stripped
+    if rel in table:
+        return rel
+    base = os.path.basename(rel)
+    for key in (bases if bases is not None else by_base_name(table)).get(base, ()):
+        if key == base or key.endswith("/" + rel) or rel.endswith("/" + key):
+            return key
+    return None
 
 
 def landmark_rows(table: LandmarkTable | None, files: list[str], root: Path) -> tuple[list, list[str], list[str]]:
@@ -179,7 +196,8 @@ def landmark_rows(table: LandmarkTable | None, files: list[str], root: Path) -> 
     has no row for (one warning names them: they are placed by the detector or Haar, landmarks missing)."""
     if table is None:
         return [None] * len(files), ["landmarks"] * len(files), []
-    keys = [_lookup(table, f, root) for f in files]
+    bases = by_base_name(table)
+    keys = [row_key(table, f, root, bases) for f in files]
     missing = [f for f, k in zip(files, keys) if k is None]
     if missing:
         shown = ", ".join(os.path.basename(f) for f in missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -214,8 +232,9 @@ def au_rows(path: Path | None, files: list[str], root: Path):
         return None
     table = read_au_file(path)
     out = np.full((len(files), len(ACTION_UNITS)), np.nan, dtype=np.float32)
+    bases = by_base_name(table)
     for i, f in enumerate(files):
-        k = _lookup(table, f, root)
+        k = row_key(table, f, root, bases)
         if k is not None:
             out[i] = table[k]
     return out

@@ -172,26 +172,27 @@ def read_cfee(
     progress: bool = True,
     include: Iterable[str] | None = None,
     workers: int = 1,
+    detector: str | None = "mediapipe",
+    no_face: str = "skip",
 ) -> FaceSet:
     """Read CFEE into a FaceSet of aligned square crops (uint8 RGB), global labels, subject ids,
-    AU intensities from the workbook (NaN rows for subjects it does not code; None without a workbook)
-    and region masks. Problem files are skipped and listed in ``meta['skipped']``.
+    AU intensities from the workbook (NaN rows for subjects it does not code; None without a workbook),
+    region masks and landmarks. Problem files are skipped and listed in ``meta['skipped']``.
 
-    ``method``: "landmarks" (landmarks.csv), "haar" (OpenCV cascades) or "auto" (landmarks when the
-    file has a row, else Haar). ``include``: category names to keep (default: all 22, Neutral included).
+    ``method``: "landmarks" (landmarks.csv rows, else the detector), "haar" (OpenCV cascades) or "auto"
+    (landmarks when there are any, else Haar). ``detector``: finds landmarks for images without a
+    landmarks.csv row (None: off); ``no_face``: "skip" or "haar" when it finds none. ``include``:
+    category names to keep (default: all 22, Neutral included).
     """
-    from compound_fer.data.faces import read_landmarks
+    from compound_fer.data.annotations import read_landmarks
 
     index = scan_cfee(root)
     pick = pick_categories(index, include)
-    landmarks = None
-    if index.landmarks is not None and method != "haar":
-        landmarks = read_landmarks(index.landmarks)
-    elif method == "landmarks":
-        raise DataError(f"{index.root}: method='landmarks' needs a landmarks.csv (file, x0..x77, y0..y77); "
-                        "add it or use method='auto' or 'haar'")
-    elif index.landmarks is not None:  # haar crops, but landmarks still draw the region masks
-        landmarks = read_landmarks(index.landmarks)
+    if method == "landmarks" and index.landmarks is None and detector is None:
+        raise DataError(f"{index.root}: method='landmarks' needs a landmarks.csv (file, x0..x77, y0..y77) or the "
+                        "landmark detector (detector='mediapipe'); add one or use method='auto' or 'haar'")
+    # with method='haar' the file's landmarks still ride along into the crops (masks, geometry)
+    landmarks = read_landmarks(index.landmarks) if index.landmarks is not None else None
     aus = None
     if index.xls is not None:
         table = read_aus(index.xls)
@@ -204,7 +205,7 @@ def read_cfee(
                 aus[j] = table[(sid, cat)]
     return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
                          cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=aus,
-                         pick=pick, extra_meta={"xls": str(index.xls) if index.xls else None,
+                         pick=pick, detector=detector, no_face=no_face, extra_meta={"xls": str(index.xls) if index.xls else None,
                                                 "aus": "FACS workbook (a..e -> 0.2..1.0; NaN = not coded)"
                                                 if aus is not None else None})
 

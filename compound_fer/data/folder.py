@@ -50,12 +50,16 @@ def read_subjects(path: Path, root: Path) -> dict[str, int]:
     return out
 
 
-def scan_folder(root: str | os.PathLike) -> DataIndex:
-    """List ``ROOT/<class>/*`` without decoding: files, categories, subjects, problems."""
+def scan_folder(root: str | os.PathLike, *, strict_classes: bool = False) -> DataIndex:
+    """List ``ROOT/<class>/*`` without decoding: files, categories, subjects, problems. Class folders
+    matching no category are skipped with one warning each (``skipped_classes``), or refused when
+    ``strict_classes``."""
+    from compound_fer.data.listfile import report_unknown
+
     root = check_root(root)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files, cats = [], []
-    unknown = []
+    unknown: dict[str, int] = {}
     unmatched = [str(p) for p in root.iterdir() if p.is_file() and is_image_file(p)]  # images outside class folders
     for d in class_dirs:
         imgs = [p for p in walk_files(d) if is_image_file(p)]
@@ -64,15 +68,11 @@ def scan_folder(root: str | os.PathLike) -> DataIndex:
         try:
             cat = taxonomy.by_name(d.name)
         except taxonomy.UnknownCategoryError:
-            unknown.append(d.name)
+            unknown[d.name] = len(imgs)
             continue
         files += [str(p) for p in imgs]
         cats += [cat.name] * len(imgs)
-    if unknown:
-        raise DataError(
-            f"{root}: class folder(s) {', '.join(repr(u) for u in unknown)} match no category; rename them to one of "
-            f"(case and spaces/underscores do not matter): {', '.join(c.name for c in taxonomy.CATEGORIES)}"
-        )
+    report_unknown(unknown, strict=strict_classes, where=str(root), what="class folder")
     if not files:
         raise DataError(
             f"{root}: no images found; expected the CFEE layout (**/EE_SSS_*.jpg) or labelled class folders "
@@ -92,7 +92,7 @@ def scan_folder(root: str | os.PathLike) -> DataIndex:
     return DataIndex(root=root, layout="folder", files=tuple(files), categories=tuple(cats),
                      subjects=tuple(subjects), problems=problems, unmatched=tuple(unmatched),
                      duplicates=find_duplicates(files), landmarks=lm if lm.is_file() else None,
-                     subjects_known=known)
+                     subjects_known=known, skipped_classes=unknown)
 
 
 def read_folder(
@@ -106,20 +106,30 @@ def read_folder(
     progress: bool = True,
     include=None,
     workers: int = 1,
+    detector: str | None = "mediapipe",
+    no_face: str = "skip",
+    strict_classes: bool = False,
 ) -> FaceSet:
-    """Read labelled class folders into a FaceSet (faces found by Haar cascades unless landmarks.csv
-    gives landmarks); ``aus`` is None. Problem files are skipped and listed in ``meta['skipped']``."""
-    from compound_fer.data.faces import read_landmarks
+    """Read labelled class folders into a FaceSet. Landmarks from ``ROOT/landmarks.csv``, else from
+    ``detector`` (None: Haar cascades, no landmarks); AUs from ``ROOT/aus.csv`` (else None). Problem
+    files are skipped and listed in ``meta['skipped']``; unknown class folders are skipped (or refused
+    with ``strict_classes``)."""
+    from compound_fer.data.annotations import au_rows, read_landmarks
 
-    index = scan_folder(root)
+    index = scan_folder(root, strict_classes=strict_classes)
     pick = pick_categories(index, include)
-    if method == "landmarks" and index.landmarks is None:
-        raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv; add it or use method='auto'")
+    if method == "landmarks" and index.landmarks is None and detector is None:
+        raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv or the landmark detector "
+                        "(detector='mediapipe'); add one or use method='auto'")
     landmarks = read_landmarks(index.landmarks) if index.landmarks is not None else None
+    aus_csv = index.root / "aus.csv"
+    aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
     return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
-                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=None,
-                         pick=pick, extra_meta={"subjects": "subjects.csv" if index.subjects_known
-                                                else "unknown: one subject id per file (1,000,000 + position)"})
+                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=aus,
+                         pick=pick, detector=detector, no_face=no_face,
+                         extra_meta={"aus": "aus.csv" if aus is not None else None,
+                                     "subjects": "subjects.csv" if index.subjects_known
+                                     else "unknown: one subject id per file (1,000,000 + position)"})
 
 
 #: The fallback layout: any folder is read as labelled class folders (errors name what is missing).

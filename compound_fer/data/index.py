@@ -37,6 +37,7 @@ class DataIndex:
     duplicates: list[list[str]] = field(default_factory=list)  # groups of identical files; first kept
     landmarks: Path | None = None
     subjects_known: bool = True  # False for folders without subjects.csv (one subject per file)
+    skipped_classes: dict[str, int] = field(default_factory=dict)  # labels matching no category: images
 
     def usable(self) -> list[int]:
         """Positions of files to read: no problem recorded, first of each duplicate group."""
@@ -73,6 +74,7 @@ class DataIndex:
             "unmatched": list(self.unmatched),
             "duplicates": self.duplicates,
             "usable": len(self.usable()),
+            "skipped_classes": dict(self.skipped_classes),
         }
 
 
@@ -108,19 +110,27 @@ def flag_zero_bytes(files: Sequence[str], problems: SkipReport) -> None:
 def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: float, cache: bool,
                   cache_dir: str | os.PathLike | None, progress: bool, workers: int,
                   landmarks: dict[str, np.ndarray] | None, aus: np.ndarray | None,
-                  pick: Sequence[int] | None = None, extra_meta: dict | None = None) -> FaceSet:
-    """Crop the usable files of ``index`` (or the positions ``pick``) into a FaceSet with a skip report."""
+                  pick: Sequence[int] | None = None, extra_meta: dict | None = None,
+                  detector: str | None = None, no_face: str = "skip") -> FaceSet:
+    """Crop the usable files of ``index`` (or the positions ``pick``) into a FaceSet with a skip report.
+
+    ``landmarks``: a landmarks table (:func:`compound_fer.data.annotations.read_landmarks`); files
+    without a row are placed by ``detector`` (see :func:`compound_fer.data.faces.crop_face`)."""
     import torch
 
+    from compound_fer.data.annotations import faceset_landmarks, landmark_rows
     from compound_fer.data.faces import preprocess_faces
+    from compound_fer.data.landmarks import usable_detector
 
     pick = list(index.usable() if pick is None else pick)
     files = [index.files[i] for i in pick]
-    lms = None
-    if landmarks is not None:
-        lms = [lookup_landmarks(landmarks, f, index.root) for f in files]
+    lms, rows, _ = landmark_rows(landmarks, files, index.root)
+    detector = usable_detector(detector) if any(x is None for x in lms) and method != "haar" else None
     pre = preprocess_faces(files, lms, method=method, size=image_size, margin=margin, cache=cache,
-                           cache_dir=cache_dir, progress=progress, workers=workers)
+                           cache_dir=cache_dir, progress=progress, workers=workers,
+                           scheme=getattr(landmarks, "scheme", "cfee78"), detector=detector, no_face=no_face,
+                           landmark_rows=rows)
+    lm_kw, lm_meta = faceset_landmarks(pre, landmarks, detector)
     skipped = SkipReport(index.problems)
     labels_of = {i: taxonomy.label_of(index.categories[i]) for i in set(pick)}
     for g in index.duplicates:
@@ -149,6 +159,8 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
         "cache_file": pre.cache_file,
         "cache_hits": pre.cache_hits,
         "subjects_known": index.subjects_known,
+        "skipped_classes": dict(index.skipped_classes),
+        **lm_meta,
         **(extra_meta or {}),
     }
     if skipped:
@@ -161,6 +173,7 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
         aus=None if aus is None else torch.from_numpy(np.asarray(aus, dtype=np.float32)[pre.index]),
         region_masks=torch.from_numpy(pre.masks),
         meta=meta,
+        **lm_kw,
     )
 
 

@@ -111,3 +111,21 @@ def detector_available(name: str = "mediapipe") -> bool:
 def detect_landmarks(image: np.ndarray, detector: str = "mediapipe") -> np.ndarray | None:
     """Landmarks of the face in an RGB uint8 image, in image pixels, or None when none is found."""
     return get_detector(detector)(image)
+
+
+def usable_detector(name: str | None) -> str | None:
+    """``name`` when its package is installed, else None with one warning (faces without landmarks
+    are then placed by Haar cascades); DataError for an unknown name."""
+    if name is None:
+        return None
+    if name not in DETECTORS:
+        raise DataError(f"unknown landmark detector {name!r}; use one of {', '.join(DETECTORS)} or None (off)")
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("mediapipe") is None:
+        logging.getLogger(__name__).warning(
+            "the %s landmark detector is not installed (run `make install`): faces without landmarks are placed by "
+            "Haar cascades and have none", name)
+        return None
+    return name

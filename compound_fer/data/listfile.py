@@ -20,9 +20,17 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compound_fer import taxonomy
+from compound_fer.data.annotations import au_rows, read_landmarks
+from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
+from compound_fer.data.index import (DataIndex, Reader, build_faceset, check_root, flag_zero_bytes, pick_categories,
+                                     walk_files)
 from compound_fer.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from compound_fer.data.faceset import FaceSet
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +172,68 @@ def subject_ids(rows: list[ListRow]) -> tuple[list[int], bool]:
 def unknown_counts(rows: list[ListRow]) -> dict[str, int]:
     """Images per label that matches no category."""
     return dict(Counter(r.label for r in rows if not r.category))
+
+
+# --------------------------------------------------------------------------------------- reader entry
+def looks_like_list(root: Path) -> bool:
+    """True when the folder has a ``labels.csv`` (path,label) or a RAF-DB ``list_patition_label.txt``."""
+    return find_list(root) is not None
+
+
+def scan_list(root: str | os.PathLike, *, strict_classes: bool = False) -> DataIndex:
+    """List a list-file folder without decoding: files, categories, subjects, problems (listed files
+    that are missing), and labels matching no category (``skipped_classes``; a DataError if strict)."""
+    root = check_root(root)
+    lst = find_list(root)
+    if lst is None:
+        raise DataError(f"{root}: no {LIST_CSV} (path,label[,subject]) or {RAF_LIST} found")
+    rows = read_raf_list(lst) if lst.name == RAF_LIST else read_csv_list(lst)
+    unknown = unknown_counts(rows)
+    report_unknown(unknown, strict=strict_classes, where=str(lst))
+    rows = [r for r in rows if r.category]
+    if not rows:
+        raise DataError(f"{lst}: no line with a known category; labels must be category names (or RAF-DB "
+                        f"compound ids 1..11)")
+    all_files = [p for p in walk_files(root) if is_image_file(p)]
+    by_name = {p.name: p for p in all_files}
+    problems = SkipReport()
+    files = []
+    for r in rows:
+        p = raf_image(root, r.path, by_name) if lst.name == RAF_LIST else root / r.path
+        if p is None or not p.is_file():
+            p = p or root / r.path
+            problems.add(p, f"listed in {r.where} but not found; restore the image or delete the line")
+        files.append(str(p))
+    subjects, known = subject_ids(rows)
+    flag_zero_bytes([f for f in files if os.path.isfile(f)], problems)
+    used = set(files)
+    lm = root / "landmarks.csv"
+    return DataIndex(root=root, layout="list", files=tuple(files), categories=tuple(r.category for r in rows),
+                    subjects=tuple(subjects), problems=problems,
+                    unmatched=tuple(str(p) for p in all_files if str(p) not in used),
+                    duplicates=find_duplicates([f for f in files if os.path.isfile(f)]),
+                    landmarks=lm if lm.is_file() else None, subjects_known=known, skipped_classes=unknown)
+
+
+def read_list(root: str | os.PathLike, *, image_size: int = 112, method: str = "auto", margin: float = 0.15,
+              cache: bool = True, cache_dir: str | os.PathLike | None = None, progress: bool = True, include=None,
+              workers: int = 1, detector: str | None = "mediapipe", no_face: str = "skip",
+              strict_classes: bool = False) -> "FaceSet":
+    """Read a list-file folder into a FaceSet (landmarks from ``landmarks.csv`` or the detector, AUs from
+    ``aus.csv``); problem files are skipped and listed in ``meta['skipped']``."""
+    index = scan_list(root, strict_classes=strict_classes)
+    pick = pick_categories(index, include)
+    table = read_landmarks(index.landmarks) if index.landmarks is not None else None
+    aus_csv = index.root / "aus.csv"
+    aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
+    return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
+                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=table, aus=aus,
+                         pick=pick, detector=detector, no_face=no_face,
+                         extra_meta={"list_file": str(find_list(index.root)),
+                                     "aus": "aus.csv" if aus is not None else None,
+                                     "subjects": "list" if index.subjects_known
+                                     else "unknown: one subject id per file (1,000,000 + position)"})
+
+
+#: The list-file layout's entry in :data:`compound_fer.data.load.READERS` (before the folder fallback).
+READER = Reader(name="list", detect=looks_like_list, scan=scan_list, read=read_list)

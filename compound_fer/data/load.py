@@ -11,14 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from compound_fer.data import cfee, folder
+from compound_fer.data import cfee, folder, listfile
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.index import DataIndex, Reader, check_root
 
 __all__ = ["READERS", "load_faces", "reader_for", "scan"]
 
 #: Layouts tried in order: the first whose detect(root) is true reads the folder.
-READERS: tuple[Reader, ...] = (cfee.READER, folder.READER)
+READERS: tuple[Reader, ...] = (cfee.READER, listfile.READER, folder.READER)
 
 
 def reader_for(root: str | os.PathLike) -> tuple[Reader, Path]:

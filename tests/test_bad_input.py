@@ -679,3 +679,17 @@ def test_api_external_test_set_lacking_compounds_fails_before_the_basic_phase(tm
     with pytest.raises(DataError, match=r"test data .*test.*no usable image of .*Sadly angry.*fewshot --compounds"):
         protocol.run_protocol(cfg, out_dir=tmp_path / "out", test_path=str(tmp_path / "test"), progress=False)
     assert not list((tmp_path / "out").glob("models/*"))  # no basic phase was run
+
+
+def test_loading_a_step_checkpoint_prints_nothing(tmp_path, capfd):
+    import avalanche.checkpointing  # noqa: F401 - registers the dill reducer for torch.device that prints
+    import torch
+
+    from compound_fer.checkpoint import StepCheckpoint
+
+    ckpt = StepCheckpoint(path=tmp_path / "c.ckpt")
+    ckpt.save(step=2, state={"device": torch.device("cpu"), "x": torch.zeros(2)})
+    capfd.readouterr()
+    step, state = ckpt.load(restore=False)
+    assert step == 2 and state["device"] == torch.device("cpu")
+    assert "Mapping" not in capfd.readouterr().out

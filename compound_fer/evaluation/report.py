@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import math
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -142,81 +141,18 @@ def _csv(rows: Sequence[dict]) -> str:
     return buf.getvalue()
 
 
-def _save(fig, path: Path) -> list[str]:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = path.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-        paths.append(str(p))
-    plt.close(fig)
-    return paths
-
-
 def plot_step_curves(rows: Sequence[Row | dict], out: Path) -> list[str]:
-    """Per method: best, average and worst class order (as the reference plots), and all methods' means."""
-    import matplotlib
+    """Per method: best, average and worst class order, and all methods' means (evaluation/figures.py)."""
+    from compound_fer.evaluation import figures
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    groups = _continual_groups(rows)
-    written: list[str] = []
-    fig_all, ax_all = plt.subplots(figsize=(7, 4.2))
-    colours = plt.get_cmap("tab10").colors
-    for i, (key, rs) in enumerate(sorted(groups.items())):
-        curves = np.array([r.step_accuracy for r in rs], dtype=float)
-        means = np.nanmean(curves, axis=1)
-        x = np.arange(curves.shape[1])
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for label, c, style in (("best order", curves[np.argmax(means)], "--"),
-                                ("average", np.nanmean(curves, axis=0), "-"),
-                                ("worst order", curves[np.argmin(means)], ":")):
-            ax.plot(x, 100 * c, style, marker="o", ms=3, label=label)
-        ax.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", title=key, ylim=(0, 100))
-        ax.grid(alpha=0.3)
-        ax.legend()
-        written += _save(fig, out / f"step_accuracy_{_slug(key)}")
-        # 10 colours, then the same colours dashed: every method keeps its own line past 10 methods
-        ax_all.plot(x, 100 * np.nanmean(curves, axis=0), marker="o", ms=3, label=key, color=colours[i % 10],
-                    linestyle=("-", "--", ":")[(i // 10) % 3])
-    ax_all.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", ylim=(0, 100),
-               title="mean step accuracy over class orders")
-    ax_all.grid(alpha=0.3)
-    ax_all.legend(fontsize=7, ncol=2)
-    written += _save(fig_all, out / "step_accuracy_methods")
-    return written
+    return figures.plot_step_curves(_continual_groups(rows), out)
 
 
 def plot_matrices(rows: Sequence[Row | dict], out: Path) -> list[str]:
-    """Mean accuracy matrix per method, and the final confusion matrix of its first order."""
-    import matplotlib.pyplot as plt
+    """Mean accuracy matrix per method, and the final confusion matrix of its first order (evaluation/figures.py)."""
+    from compound_fer.evaluation import figures
 
-    written: list[str] = []
-    for key, rs in sorted(_continual_groups(rows).items()):
-        mats = np.array([r.accuracy_matrix for r in rs], dtype=float)
-        with warnings.catch_warnings():  # entries above the diagonal are NaN by definition
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = np.nan_to_num(np.nanmean(mats, axis=0))
-        fig, ax = plt.subplots(figsize=(5, 4.3))
-        im = ax.imshow(100 * np.tril(m), vmin=0, vmax=100, cmap="viridis")
-        ax.set(xlabel="experience j (classes)", ylabel="after step i", title=f"accuracy matrix: {key}")
-        fig.colorbar(im, ax=ax, label="%")
-        written += _save(fig, out / f"accuracy_matrix_{_slug(key)}")
-        r0 = rs[0]
-        cm = np.asarray(r0.final_confusion_matrix, dtype=float)
-        names = [r0.class_names[c] for c in r0.final_confusion_classes]
-        cmn = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        fig, ax = plt.subplots(figsize=(7.5, 6.5))
-        im = ax.imshow(cmn, vmin=0, vmax=1, cmap="Blues")
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(names)), names, fontsize=6)
-        ax.set(xlabel="predicted", ylabel="true", title=f"final confusion (order 0): {key}")
-        fig.colorbar(im, ax=ax)
-        written += _save(fig, out / f"confusion_{_slug(key)}")
-    return written
+    return figures.plot_matrices(_continual_groups(rows), out)
 
 
 def _slug(s: str) -> str:

@@ -123,6 +123,8 @@ class ContinualPhase(_Section):
     cap_new_class: bool = True
     trainable: Literal["tail_head", "head"] = "tail_head"
     augment_views: int = Field(2, ge=0, le=16)
+    # few-shot continual: every compound class trains from exactly this many images (None: all, capped at m)
+    shots: int | None = Field(None, ge=1)
     # a compound's new output starts as the mean of its basic components' (training/component_init.py)
     component_init: bool = False
     kd: KDConfig = KDConfig()
@@ -157,6 +159,10 @@ class FewShotPhase(_Section):
     epochs: int = Field(20, ge=1)
     lr: float = Field(1e-4, gt=0.0)
     batch_size: int = Field(32, ge=1)
+    # reference: shots only + KD (the paper); kept: KD+PSMR memory of basic faces + component-initialised output
+    mode: Literal["reference", "kept"] = "reference"
+    component_init: bool = True  # kept mode: the new output starts from its basic components
+    save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 
     @field_validator("shots")
     @classmethod

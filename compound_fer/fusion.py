@@ -83,3 +83,9 @@ def standardiser(features: Tensor) -> tuple[Tensor, Tensor]:
         raise ConfigError("no face has usable landmarks: geometry cannot be fused (set model.geometry: none)")
     rows = features[finite].double()
     return rows.mean(0).float(), rows.std(0, unbiased=False).float()
+
+
+def sidecar(model: nn.Module) -> dict:
+    """The model-file metadata entry of a model that fuses geometry (what ``load_model`` rebuilds), else {}."""
+    geo = getattr(model, "geometry", None)
+    return {} if geo is None else {"geometry": {"features": geo.dim, "weight": geo.weight}}

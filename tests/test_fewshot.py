@@ -123,3 +123,35 @@ def test_fewshot_table_means_and_stds():
     assert by[("all", 1)]["new_class_recall_std"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
     assert by[("all", 1)]["seven_way_accuracy_mean"] == pytest.approx(0.3)
     assert by[("A", 3)]["basic_accuracy_mean"] == 0.5 and by[("A", 3)]["basic_accuracy_std"] == 0.0
+
+
+def test_kept_mode_keeps_the_basic_classes_where_the_reference_mode_forgets_them(data):
+    """The same hard one-shot episode: the reference mode answers the new class for everything, the kept
+    mode (PSMR memory of basic faces + KD + component-initialised output) keeps the basic classes."""
+    basic, train, test = data
+    kw = dict(basic_model=basic, train=train, test=test, compound=NEW, shots=1, seed=3, epochs=40, lr=0.05)
+    ref = run_fewshot(**kw)
+    kept = run_fewshot(**kw, mode="kept", quota=5)
+    assert ref.basic_accuracy < ref.basic_accuracy_before - 0.4
+    assert kept.basic_accuracy >= 0.9 * kept.basic_accuracy_before
+    assert kept.seven_way_accuracy > ref.seven_way_accuracy + 0.3
+    assert kept.settings["mode"] == "kept" and ref.settings["mode"] == "reference"
+
+
+def test_kept_mode_saves_a_model_that_reloads(data, tmp_path):
+    from compound_fer.model_io import load_model
+
+    basic, train, test = data
+    basic.name, basic.image_size = "custom", 4
+    run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, seed=0, epochs=1, mode="kept",
+                quota=3, save_to=tmp_path / "fewshot.pt")
+    meta = __import__("json").loads((tmp_path / "fewshot.json").read_text())
+    assert meta["method"] == "fewshot-kept" and meta["classes"][-1] == NEW and meta["shots"] == 1
+
+
+def test_unknown_fewshot_mode_is_a_config_error(data):
+    from compound_fer.errors import ConfigError
+
+    basic, train, test = data
+    with pytest.raises(ConfigError, match="fewshot.mode"):
+        run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, mode="gentle")

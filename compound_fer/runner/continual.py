@@ -118,7 +118,8 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
     bench = basic_to_compound(
         train=splits.train, test=splits.test, compound_order=list(order),
         include_neutral=cfg.data.include_neutral, classes_per_exp=cfg.continual.classes_per_step,
-        new_class_cap=quota if (cfg.continual.cap_new_class and not self_capping) else None, seed=seed,
+        new_class_cap=quota if (cfg.continual.cap_new_class and not self_capping and cfg.continual.shots is None)
+        else None, shots=cfg.continual.shots, seed=seed,
         train_inputs=inputs.train, test_inputs=inputs.test_view,
         train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
     )
@@ -158,11 +159,13 @@ def resume_state(run: ContinualRun, *, checkpoint: Path | None, inputs: Inputs, 
     loaded into ``run``, which then continues with the next experience."""
     if checkpoint is None:
         return None
-    from compound_fer.checkpoint import CheckpointError, StepCheckpoint
+    from compound_fer.checkpoint import CheckpointError, StepCheckpoint, benchmark_refs
 
-    # evaluator (open log files) and cached maps (recomputed bit for bit) are saved by reference
-    ckpt = StepCheckpoint(path=checkpoint, external={"evaluator": run.evaluator, "train_inputs": inputs.train,
-                                                     "test_inputs": inputs.test})
+    # saved by reference (rebuilt bit for bit on resume): the evaluator (open log files), cached maps, the
+    # benchmark's data sets, and every tensor equal to the untrained model's (frozen trunk, KD teacher)
+    ckpt = StepCheckpoint(path=checkpoint, reference=run.model,
+                          external={"evaluator": run.evaluator, "train_inputs": inputs.train,
+                                    "test_inputs": inputs.test, **benchmark_refs(run.bench.benchmark)})
     if not resume:
         return ckpt
     try:
@@ -237,12 +240,13 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
     in_sync = dist.same_on_all_ranks(run.strategy.model) if dist.is_distributed() else None
     _close_loggers(run.evaluator)
     if save_to is not None and run.strategy.model is run.net and dist.is_main():  # GDumb/iCaRL: not saved
+        from compound_fer.fusion import sidecar
         from compound_fer.model_io import save_model
 
         save_model(run.model, save_to, meta={"classes": list(run.bench.names), "backbone": cfg.model.backbone,
                                              "head": cfg.model.head, "image_size": cfg.data.image_size,
                                              "method": run.method, "order": run.order, "seed": run.seed,
-                                             **geometry_meta(run.model)})
+                                             **sidecar(run.model)})
     return ContinualRow(
         method=run.method, order_index=run.order_index, order=run.order, seed=run.seed,
         memory_total=run.memory_total, memory_quota=run.quota, new_class_cap=None if run.self_capping else run.quota,
@@ -252,12 +256,6 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
         trunk_cache_seconds=None if trunk_cache_seconds is None else round(trunk_cache_seconds, 2),
         mode=mode, world_size=dist.world_size(), zero_shot=run.prior.zero_shot if run.prior is not None else None,
     )
-
-
-def geometry_meta(model: nn.Module) -> dict:
-    """Sidecar entry of a model that fuses landmark geometry (how to rebuild it at load), else nothing."""
-    geo = getattr(model, "geometry", None)
-    return {} if geo is None else {"geometry": {"features": geo.dim, "weight": geo.weight}}
 
 
 def run_continual(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence[str], basic_model: nn.Module,

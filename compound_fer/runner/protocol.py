@@ -171,7 +171,12 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
 
     from compound_fer.training.fewshot import run_fewshot
 
+    from compound_fer import distributed as dist
+    from compound_fer.runner.continual import memory_budget
+
     compounds = cfg.fewshot.compounds or tuple(c.name for c in taxonomy.categories("compound"))
+    n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
+    quota = memory_budget(cfg, len(splits.train), n_all)[1]  # kept mode: the continual protocol's per-class memory
     rows: list[Row] = []
     for shots in cfg.fewshot.shots:
         for rep in range(cfg.fewshot.repeats):
@@ -181,10 +186,14 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
                 if done is not None:
                     rows.append(row_from_dict(done))
                     continue
+                save = cfg.fewshot.save_models and rep == 0 and shots == max(cfg.fewshot.shots) and dist.is_main()
                 res = run_fewshot(basic_model=basic_model, train=splits.train, test=splits.test, compound=name,
                                   shots=shots, seed=seed * 100 + rep, epochs=cfg.fewshot.epochs, lr=cfg.fewshot.lr,
                                   batch_size=cfg.fewshot.batch_size, inputs=inputs,
-                                  include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd)
+                                  include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
+                                  mode=cfg.fewshot.mode, quota=quota, component_init=cfg.fewshot.component_init,
+                                  save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
+                                                              f"_{shots}shot.pt" if save else None)
                 row = FewShotRow(repeat=rep, **asdict(res))  # seed: the episode's (seed x 100 + repeat)
                 write_json(path, row.to_dict())
                 rows.append(row)

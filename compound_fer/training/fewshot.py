@@ -100,6 +100,10 @@ def run_fewshot(
     trainable: str | None = "tail_head",
     optimizer: str = "adam",
     device: str = "cpu",
+    mode: str = "reference",
+    quota: int = 17,
+    component_init: bool = True,
+    save_to: Any = None,
 ) -> FewShotResult:
     """Train one 7-way few-shot model from ``basic_model`` (left untouched) and score it both ways.
 
@@ -112,6 +116,10 @@ def run_fewshot(
     (reference: conv5 + head = ``"tail_head"``); ``None`` leaves the model's flags as they are.
     Default ``epochs``/``lr`` are ours: the reference used Adam 1e-5 with early stopping on the fold it
     reports, which we do not copy.
+
+    ``mode="kept"`` keeps the basic classes: KD+PSMR (a PSMR memory of ``quota`` basic faces per class
+    replayed with the shots, KD from the basic model) and, with ``component_init``, the new output
+    initialised from the compound's basic components. ``save_to``: write the few-shot model there.
     """
     from compound_fer.scenarios import fewshot_benchmark
     from compound_fer.training.distillation import DistillationPlugin
@@ -145,13 +153,21 @@ def run_fewshot(
         student.set_trainable(trainable)
     teacher = copy.deepcopy(basic_model)
     net, teacher_net = inputs.wrap(student), inputs.wrap(teacher)
-    plugin = DistillationPlugin(teacher=teacher_net, temperature=temperature, gamma0=gamma0,
-                                teacher_padding=teacher_padding, teacher_mode="basic")
-    strategy = make_strategy(
-        "naive", model=net, plugins=[plugin], lr=lr, optimizer=optimizer, train_epochs=epochs,
-        train_mb_size=batch_size, eval_mb_size=256, device=device, seed=seed,
-    )
-    strategy.train(bench.train_stream[1])  # the shots of the new class only: no replay, no basic images
+    if mode == "kept":
+        strategy, plugin = _kept_strategy(net, bench, temperature=temperature, gamma0=gamma0,
+                                          teacher_padding=teacher_padding, lr=lr, optimizer=optimizer, epochs=epochs,
+                                          batch_size=batch_size, device=device, seed=seed, quota=quota,
+                                          component_init=component_init)
+    elif mode == "reference":
+        plugin = DistillationPlugin(teacher=teacher_net, temperature=temperature, gamma0=gamma0,
+                                    teacher_padding=teacher_padding, teacher_mode="basic")
+        strategy = make_strategy(
+            "naive", model=net, plugins=[plugin], lr=lr, optimizer=optimizer, train_epochs=epochs,
+            train_mb_size=batch_size, eval_mb_size=256, device=device, seed=seed,
+        )
+    else:
+        raise ConfigError(f"fewshot.mode must be 'reference' or 'kept', got {mode!r}")
+    strategy.train(bench.train_stream[1])  # reference: the shots only; kept: the shots + the basic memory
 
     rows = np.concatenate(list(bench.test_index))
     y_true = bench.to_model_labels(test.labels[torch.as_tensor(rows)]).numpy()
@@ -160,16 +176,47 @@ def run_fewshot(
     before = predict(teacher_net, x_test[torch.as_tensor(y_true < n_basic)], device=device).numpy()
     scores = score_fewshot(y_true, y_pred, new_class=new_label, basic_classes=range(n_basic))
     shot_rows = (bench.settings.get("shots") or {}).get(name, [])
-    return FewShotResult(
+    result = FewShotResult(
         compound=name, shots=shots, seed=seed, shot_indices=[int(i) for i in shot_rows],
         basic_accuracy_before=accuracy(y_true[y_true < n_basic], before),
         n_way=n_basic + 1, n_test_new=int((y_true == new_label).sum()), n_test_basic=int((y_true < n_basic).sum()),
         epochs=epochs, lr=lr,
         settings={"temperature": temperature, "gamma": float(plugin.gamma0), "teacher_padding": teacher_padding,
-                  "trainable": trainable, "batch_size": batch_size,
+                  "trainable": trainable, "batch_size": batch_size, "mode": mode,
+                  **({"quota": quota, "component_init": component_init} if mode == "kept" else {}),
                   "cached": inputs.cached, "classes": list(bench.names)},
         **scores,
     )
+    if save_to is not None:
+        from compound_fer.fusion import sidecar
+        from compound_fer.model_io import save_model
+
+        save_model(student, save_to, meta={"classes": list(bench.names), "backbone": getattr(student, "name", ""),
+                                           "image_size": getattr(student, "image_size", 0), "method": f"fewshot-{mode}",
+                                           "compound": name, "shots": shots, "seed": seed,
+                                           **sidecar(student)})
+    return result
+
+
+def _kept_strategy(net: nn.Module, bench: Any, *, temperature: float, gamma0: float, teacher_padding: str, lr: float,
+                   optimizer: str, epochs: int, batch_size: int, device: str, seed: int, quota: int,
+                   component_init: bool) -> tuple[Any, Any]:
+    """KD+PSMR over the episode: experience 0 (zero epochs) fills the PSMR memory with basic faces and
+    snapshots the basic model as the KD teacher; the returned strategy then trains the shots + memory."""
+    from compound_fer.training.component_init import ComponentInitPlugin
+    from compound_fer.training.registry import make_strategy
+
+    plugins = [ComponentInitPlugin(class_order=bench.class_order)] if component_init else []
+    n_total = len(bench.class_order)
+    strategy = make_strategy(
+        "kdpsmr", model=net, plugins=plugins, lr=lr, optimizer=optimizer, train_epochs=epochs, train_mb_size=batch_size,
+        eval_mb_size=256, device=device, seed=seed, mem_size=quota * n_total, num_classes_total=n_total,
+        extra={"temperature": temperature, "gamma0": gamma0, "teacher_padding": teacher_padding, "quota": quota},
+    )
+    strategy.train_epochs = 0
+    strategy.train(bench.train_stream[0])  # zero epochs: memory of basic faces, teacher = the basic model
+    strategy.train_epochs = epochs
+    return strategy, strategy.kd
 
 
 _SCORES = ("new_class_recall", "seven_way_accuracy", "basic_accuracy")

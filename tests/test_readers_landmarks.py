@@ -230,3 +230,24 @@ def test_cfee_reader_landmarks(cfee_root, tmp_path):
     pupils = fs.landmarks[:, [0, 9]]
     assert ((pupils > 0) & (pupils < 63)).all()
     assert torch.allclose(fs.mirrored().mirrored().landmarks, fs.landmarks)
+
+
+def test_rows_in_the_usual_frame_of_a_larger_copy_are_scaled(tmp_path, caplog):
+    rows = class_folders(tmp_path, n=2)
+    big = cv2.resize(draw(rows["happy/1.png"]), (400, 400), interpolation=cv2.INTER_NEAREST)
+    Image.fromarray(big).save(tmp_path / "happy" / "1.png")  # a 2x copy; its row stays in the 200x200 frame
+    with caplog.at_level(logging.WARNING):
+        fs = read_folder(tmp_path, image_size=64, cache=False, progress=False)
+    assert "rows of 1 image(s) are in the 200x200 frame" in caplog.text and "1.png (400x400, x2)" in caplog.text
+    i = [s.endswith("happy/1.png") for s in fs.sources].index(True)
+    img = fs.images[i].permute(1, 2, 0).numpy()
+    ys, xs = np.nonzero(np.abs(img.astype(int) - RED).sum(-1) < 120)
+    assert np.abs(np.array([xs.mean(), ys.mean()]) - fs.landmarks[i, 0].numpy()).max() < 1.5
+    # a larger image whose row is in its own pixels is left alone
+    rows["happy/1.png"] = rows["happy/1.png"] * 2
+    write_lm_csv(tmp_path / "landmarks.csv", rows)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = read_folder(tmp_path, image_size=64, cache=False, progress=False)
+    assert "frame of the other images" not in caplog.text
+    assert torch.allclose(again.landmarks[i], fs.landmarks[i], atol=0.05)

@@ -203,8 +203,45 @@ def landmark_rows(table: LandmarkTable | None, files: list[str], root: Path) -> 
         shown = ", ".join(os.path.basename(f) for f in missing[:5]) + (" ..." if len(missing) > 5 else "")
         log.warning(f"{table.path}: no row for {len(missing)} of {len(files)} image(s) ({shown}); they are placed by "
                     "the landmark detector or Haar cascades and their landmarks are marked missing")
-    return ([None if k is None else table[k] for k in keys],
-            [table.where(k) if k else str(table.path) for k in keys], missing)
+    points = [None if k is None else table[k] for k in keys]
+    return (match_frames(points, files, table), [table.where(k) if k else str(table.path) for k in keys], missing)
+
+
+def _size(file: str) -> tuple[int, int] | None:
+    try:
+        from PIL import Image
+
+        with Image.open(file) as im:  # the header only
+            return im.size
+    except Exception:  # noqa: BLE001 - unreadable files are reported when decoded
+        return None
+
+
+def match_frames(points: list, files: list[str], table: LandmarkTable) -> list:
+    """Rows given in the frame of the dataset's usual image size, for a file that is a k >= 2 times larger
+    copy (same aspect), are scaled by k, with one warning naming the files (cfee-subset holds four
+    2000x1500 photos whose rows are in the 500x375 frame of the others). Rows in a file's own frame
+    are left alone."""
+    from collections import Counter
+
+    sizes = [_size(f) if p is not None else None for f, p in zip(files, points)]
+    common = Counter(s for s in sizes if s).most_common(1)
+    if not common:
+        return points
+    (cw, ch), _ = common[0]
+    out, fixed = list(points), []
+    for i, (p, size) in enumerate(zip(points, sizes)):
+        if p is None or size is None or size == (cw, ch):
+            continue
+        k = size[0] / cw
+        # a k >= 2 times larger copy whose points all sit in its top-left 1/k: the usual frame's points
+        if k >= 2 and abs(size[1] / ch - k) < 1e-6 and p.min() >= 0 and p[:, 0].max() < cw and p[:, 1].max() < ch:
+            out[i] = (p * k).astype(np.float32)
+            fixed.append(f"{os.path.basename(files[i])} ({size[0]}x{size[1]}, x{k:g})")
+    if fixed:
+        log.warning(f"{table.path}: the rows of {len(fixed)} image(s) are in the {cw}x{ch} frame of the other images, "
+                    f"not their own: scaled to fit ({', '.join(fixed[:5])}{' ...' if len(fixed) > 5 else ''})")
+    return out
 
 
 def faceset_landmarks(pre, table: LandmarkTable | None, detector: str | None) -> tuple[dict, dict]:

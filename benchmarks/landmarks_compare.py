@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-width", type=int, default=500,
                    help="width of the images the manual landmarks are given in (cfee-subset README: 500x375)")
-    p.add_argument("--limit", type=int, default=0, help="N usable images spread over the set (a smoke run; not recorded)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="N usable images spread over the set (a smoke run; not recorded)")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     threads = one_cpu()

@@ -27,7 +27,8 @@ def lm78(cx=100.0, cy=100.0, s=1.0, deg=0.0) -> np.ndarray:
 
 def draw(lm: np.ndarray, size=(200, 200)) -> np.ndarray:
     img = np.full((*size, 3), 90, np.uint8)
-    cv2.fillConvexPoly(img, cv2.convexHull(np.round(np.vstack([lm[63:78], lm[18:34]])).astype(np.int32)), (220, 180, 150))
+    skin = cv2.convexHull(np.round(np.vstack([lm[63:78], lm[18:34]])).astype(np.int32))
+    cv2.fillConvexPoly(img, skin, (220, 180, 150))
     cv2.circle(img, tuple(int(round(v)) for v in lm[0]), 3, RED, -1)
     cv2.circle(img, tuple(int(round(v)) for v in lm[9]), 3, BLUE, -1)
     return img

@@ -72,7 +72,8 @@ def test_geometry_is_similarity_invariant_and_flip_aware(name):
     assert np.allclose(le, (-0.5, 0)) and np.allclose(re, (0.5, 0))
     # flipping the landmarks mirrors the aligned coordinates (x -> -x, points re-ordered)
     qf = eye_aligned(flip_points(p, s, 100), s)[0]
-    assert np.allclose(qf[:, 0], -q[list(s.flip), 0], atol=1e-6) and np.allclose(qf[:, 1], q[list(s.flip), 1], atol=1e-6)
+    assert np.allclose(qf[:, 0], -q[list(s.flip), 0], atol=1e-6)
+    assert np.allclose(qf[:, 1], q[list(s.flip), 1], atol=1e-6)
 
 
 def test_geometry_of_missing_faces_is_nan_and_shapes_are_checked():

@@ -205,9 +205,10 @@ def read_cfee(
                 aus[j] = table[(sid, cat)]
     return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
                          cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=aus,
-                         pick=pick, detector=detector, no_face=no_face, extra_meta={"xls": str(index.xls) if index.xls else None,
-                                                "aus": "FACS workbook (a..e -> 0.2..1.0; NaN = not coded)"
-                                                if aus is not None else None})
+                         pick=pick, detector=detector, no_face=no_face,
+                         extra_meta={"xls": str(index.xls) if index.xls else None,
+                                     "aus": "FACS workbook (a..e -> 0.2..1.0; NaN = not coded)"
+                                     if aus is not None else None})
 
 
 def looks_like_cfee(root: Path) -> bool:

@@ -50,8 +50,9 @@ def note_old_versions(cache_file: Path, params: dict) -> None:
             old = torch.load(other, map_location="cpu", weights_only=True).get("params", {})
         except Exception:  # noqa: BLE001 - unreadable files are not ours to judge here
             continue
-        if old.get("version") != params["version"] and {k: v for k, v in old.items() if k in params and k != "version"} \
-                == {k: v for k, v in params.items() if k in old and k != "version"}:
+        same = {k: v for k, v in old.items() if k in params and k != "version"} \
+            == {k: v for k, v in params.items() if k in old and k != "version"}
+        if old.get("version") != params["version"] and same:
             log.warning("face cache %s was written by cache version %s (now %s): its crops carry no landmarks, so "
                         "these faces are preprocessed again into %s; the old file is left in place (delete it to "
                         "free space)", other, old.get("version"), params["version"], cache_file.name)

@@ -43,7 +43,8 @@ class FaceSet:
     def __post_init__(self) -> None:
         n = len(self.images)
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise ValueError(f"FaceSet.images must be uint8 (N, 3, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(f"FaceSet.images must be uint8 (N, 3, H, W), got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
         for name in ("labels", "subjects"):
             t = getattr(self, name)
             if len(t) != n:

@@ -83,3 +83,14 @@ def test_unknown_method_option_names_method_key_and_valid_keys():
         parse_config({**TINY, "continual": {"method_options": {"nope": {}}}})
     ok = {**TINY, "continual": {**TINY["continual"], "method_options": {"kdpsmr+purified": {"purify_weight": 0.1}}}}
     assert parse_config(ok).continual.method_options == {"kdpsmr+purified": {"purify_weight": 0.1}}
+
+
+def test_docs_list_every_method_and_option():
+    from compound_fer.training.registry import available
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in doc.splitlines() if line.startswith("| `")}
+    for name, entry in available().items():
+        assert f"`{name}`" in rows, f"docs/configuration.md: no row for method {name}"
+        for key in entry.options:
+            assert f"`{key}`" in rows[f"`{name}`"], f"docs/configuration.md: {name} lacks option {key}"

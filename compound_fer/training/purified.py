@@ -262,7 +262,7 @@ def _kdpsmr_options() -> dict[str, str]:
 
 #: the options plugin_from_args reads (``subjects`` is passed by the runner, not an option)
 PURIFIED_OPTIONS = {"purify_weight": "weight of the purification term (1.0)",
-                    "purify_mode": "confusion (default) or another PurifiedLearning mode",
+                    "purify_mode": f"one of {', '.join(MODES)} (confusion)",
                     "probe_lr": "identity probe learning rate (0.01)",
                     "purify_warmup": "iterations before purification starts (0)"}
 

@@ -38,6 +38,10 @@ class DataConfig(_Section):
     include_neutral: bool = False
     face_method: Literal["auto", "landmarks", "haar"] = "auto"
     face_margin: float = Field(0.15, ge=0.0, le=1.0)
+    # faces without a landmarks file row: the offline detector (null: off, Haar places them without landmarks)
+    landmark_detector: Literal["mediapipe"] | None = "mediapipe"
+    no_face: Literal["skip", "haar"] = "skip"  # when the detector finds no face
+    strict_classes: bool = False  # refuse (not skip) class folders / labels that match no category
     synthetic: SyntheticData = SyntheticData()
 
     @model_validator(mode="after")

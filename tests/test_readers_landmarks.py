@@ -251,3 +251,18 @@ def test_rows_in_the_usual_frame_of_a_larger_copy_are_scaled(tmp_path, caplog):
         again = read_folder(tmp_path, image_size=64, cache=False, progress=False)
     assert "frame of the other images" not in caplog.text
     assert torch.allclose(again.landmarks[i], fs.landmarks[i], atol=0.05)
+
+
+def test_config_turns_the_detector_off_and_strict_classes_on(tmp_path, monkeypatch, fake_haar):
+    from compound_fer.config import parse_config
+    from compound_fer.runner.dataset import load_dataset
+
+    class_folders(tmp_path / "d", classes=("happy", "sadness", "contempt", "Sadly surprised"), with_csv=False)
+    monkeypatch.setenv("COMPOUND_FER_CACHE", str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setitem(landmarks._INSTANCES, "mediapipe", lambda image: calls.append(1))
+    data = {"source": "path", "path": str(tmp_path / "d"), "image_size": 32}
+    fs = load_dataset(parse_config({"data": {**data, "landmark_detector": None}}), progress=False)
+    assert not calls and fs.landmarks is None and fs.meta["skipped_classes"] == {"contempt": 2}
+    with pytest.raises(DataError, match="strict_classes"):
+        load_dataset(parse_config({"data": {**data, "strict_classes": True}}), progress=False)

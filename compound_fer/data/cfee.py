@@ -174,6 +174,7 @@ def read_cfee(
     workers: int = 1,
     detector: str | None = "mediapipe",
     no_face: str = "skip",
+    strict_classes: bool = False,
 ) -> FaceSet:
     """Read CFEE into a FaceSet of aligned square crops (uint8 RGB), global labels, subject ids,
     AU intensities from the workbook (NaN rows for subjects it does not code; None without a workbook),
@@ -182,11 +183,16 @@ def read_cfee(
     ``method``: "landmarks" (landmarks.csv rows, else the detector), "haar" (OpenCV cascades) or "auto"
     (landmarks when there are any, else Haar). ``detector``: finds landmarks for images without a
     landmarks.csv row (None: off); ``no_face``: "skip" or "haar" when it finds none. ``include``:
-    category names to keep (default: all 22, Neutral included).
+    category names to keep (default: all 22, Neutral included). ``strict_classes``: refuse files with an
+    unknown category id (by default they are skipped as problem files).
     """
     from compound_fer.data.annotations import read_landmarks
 
     index = scan_cfee(root)
+    unknown = [p.file for p in index.problems if p.reason.startswith("unknown CFEE category id")]
+    if strict_classes and unknown:
+        raise DataError(f"{index.root}: {len(unknown)} image(s) have an unknown CFEE category id (first: {unknown[0]}) "
+                        "and strict_classes=True; rename or remove them, or set strict_classes=False to skip them")
     pick = pick_categories(index, include)
     if method == "landmarks" and index.landmarks is None and detector is None:
         raise DataError(f"{index.root}: method='landmarks' needs a landmarks.csv (file, x0..x77, y0..y77) or the "

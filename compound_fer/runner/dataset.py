@@ -29,7 +29,8 @@ def load_dataset(cfg: ProtocolConfig, *, path: str | None = None, progress: bool
 
     root = path or cfg.data.path
     faces = load_faces(root, image_size=cfg.data.image_size, method=cfg.data.face_method,
-                       margin=cfg.data.face_margin, progress=progress)
+                       margin=cfg.data.face_margin, progress=progress, detector=cfg.data.landmark_detector,
+                       no_face=cfg.data.no_face, strict_classes=cfg.data.strict_classes)
     kept = faces.where(labels=[taxonomy.label_of(n) for n in names])
     if len(kept) == 0:
         hint = " (set data.include_neutral: true to use Neutral)" if "Neutral" in faces.class_names else ""

@@ -10,6 +10,12 @@ about 3-5 minutes on a shared 2-core machine.
   A run with another seed shows the comparison is not vacuous.
 * stress: KD+PSMR and class-balanced replay over synthetic streams of 30 to 150 classes under a fixed
   replay budget; each stream in its own process so its peak RSS is its own.
+* step_ratio, threads, checkpoint (benchmarks/reliability_perf.py): the KD+PSMR step at 150 vs 30 classes
+  (``stress.kdpsmr_step_time_ratio_150_vs_30``), thread defaults beside busy processes, and cfee_cpu step
+  checkpoints' size and write time (``--checkpoint-config``; minutes: it trains one order).
+
+``--only a,b`` recomputes just those sections and keeps the file's other entries; every section written by
+``--only`` carries its own provenance (command, commit, seed, machine).
 """
 
 from __future__ import annotations
@@ -194,6 +200,41 @@ def stress(sizes: list[int], seed: int) -> dict:
             "runs": runs}
 
 
+def only(args: argparse.Namespace) -> int:
+    """Recompute some sections; keep every other entry of reliability.json."""
+    import shutil
+
+    import reliability_perf as perf
+
+    from compound_fer.io import provenance, write_json
+
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    command = " ".join(["python", "benchmarks/reliability.py", *sys.argv[1:]])
+    for name in sections:
+        head = provenance(command=command, seed=args.seed, load_average=list(os.getloadavg()))
+        if name == "resume":
+            data["resume"], data["determinism"] = resume_and_determinism(work)
+        elif name == "stress":
+            data["stress"] = {**data.get("stress", {}), **stress([int(s) for s in args.sizes.split(",")], args.seed)}
+        elif name == "step_ratio":
+            res = perf.step_ratio(args.seed)
+            data.setdefault("stress", {})["kdpsmr_step_time_ratio_150_vs_30"] = res["ratio_cpu"]
+            data["stress"]["kdpsmr_step_time_ratio"] = {**head, **res}
+        elif name == "threads":
+            data["threads"] = {**head, "figures": perf.threads_figures()}
+        elif name == "checkpoint":
+            data["checkpoint"] = {**head, "cfee_cpu": perf.checkpoint_figures(args.checkpoint_config, work)}
+        else:
+            raise SystemExit(f"--only: unknown section {name!r}")
+        write_json(RESULTS, data)
+        print(f"{name}: written to {RESULTS}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
@@ -201,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=str(REPO / ".cache" / "reliability"), help="scratch folder for the runs")
     p.add_argument("--skip-resume", action="store_true")
     p.add_argument("--stress-worker", nargs=2, metavar=("METHOD", "N_CLASSES"), help=argparse.SUPPRESS)
+    p.add_argument("--only", help="comma-separated sections to recompute: resume, stress, step_ratio, threads, "
+                                  "checkpoint (others are kept from the existing file)")
+    p.add_argument("--checkpoint-config", default="compound_fer/configs/cfee_cpu.yaml",
+                   help="config of the checkpoint measurement (its methods/orders are used as given)")
     args = p.parse_args(argv)
+    if args.only:
+        return only(args)
     if args.stress_worker:
         stress_worker(args.stress_worker[0], int(args.stress_worker[1]), args.seed)
         return 0

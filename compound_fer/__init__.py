@@ -3,4 +3,12 @@
 Light on import: heavy libraries (torch, avalanche, grad-cam) load in the modules that need them.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Idle OpenMP workers sleep instead of spinning, so a busy neighbour process does not slow our steps 10-30x
+# (docs/reliability.md). Read when torch loads OpenMP, hence here; an explicit OMP_WAIT_POLICY wins, and
+# COMPOUND_FER_OMP_WAIT_POLICY=default leaves OpenMP's own default.
+if _os.environ.get("COMPOUND_FER_OMP_WAIT_POLICY", "").lower() != "default":
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -73,18 +73,26 @@ def summarize(rows: Sequence[Row | dict]) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["overall_accuracy"]))
 
 
+def fewshot_mode(row: FewShotRow) -> str:
+    """The few-shot protocol a row ran: ``reference`` (the paper's; rows written before modes existed) or ``kept``."""
+    return str((row.settings or {}).get("mode", "reference"))
+
+
 def fewshot_summary(rows: Sequence[Row | dict]) -> list[dict]:
-    """Few-shot table: per shot count, mean new-class recall (the reference's number), 7-way and basic accuracy."""
-    by_shots: dict[int, list[FewShotRow]] = defaultdict(list)
+    """Few-shot table: per mode and shot count, mean new-class recall (the reference's number), 7-way and
+    basic accuracy, and basic accuracy before the episode."""
+    by_shots: dict[tuple[str, int], list[FewShotRow]] = defaultdict(list)
     for r in as_rows(rows):
         if isinstance(r, FewShotRow):
-            by_shots[int(r.shots)].append(r)
+            by_shots[(fewshot_mode(r), int(r.shots))].append(r)
     table = []
-    for shots in sorted(by_shots):
-        rs = by_shots[shots]
+    for mode, shots in sorted(by_shots, key=lambda k: (k[0] != "reference", k[0], k[1])):
+        rs = by_shots[(mode, shots)]
         table.append({
+            "mode": mode,
             "shots": shots,
             "runs": len(rs),
+            "basic_accuracy_before": _mean(r.basic_accuracy_before for r in rs),
             "new_class_recall": _mean(r.new_class_recall for r in rs),
             "seven_way_accuracy": _mean(r.seven_way_accuracy for r in rs),
             "basic_accuracy": _mean(r.basic_accuracy for r in rs),
@@ -119,11 +127,12 @@ def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: S
         out.write("\n")
     if fewshot:
         out.write("### Few-shot (accuracies in %, mean over compound classes)\n\n"
-                  "| shots | runs | new-class recall (reference's metric) | 7-way accuracy | basic accuracy |"
-                  " runs with 100% new-class recall |\n|---|---|---|---|---|---|\n")
+                  "| mode | shots | runs | new-class recall (reference's metric) | 7-way accuracy | basic accuracy |"
+                  " basic before | runs with 100% new-class recall |\n|---|---|---|---|---|---|---|---|\n")
         for r in fewshot:
-            out.write(f"| {r['shots']} | {r['runs']} | {_fmt(r['new_class_recall'])} | {_fmt(r['seven_way_accuracy'])}"
-                      f" | {_fmt(r['basic_accuracy'])} | {_fmt(r['perfect_new_class_share'])} |\n")
+            out.write(f"| {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | {_fmt(r['new_class_recall'])} | "
+                      f"{_fmt(r['seven_way_accuracy'])} | {_fmt(r['basic_accuracy'])} | "
+                      f"{_fmt(r.get('basic_accuracy_before'))} | {_fmt(r['perfect_new_class_share'])} |\n")
         out.write("\n")
     return out.getvalue()
 

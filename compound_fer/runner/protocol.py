@@ -181,7 +181,8 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
     for shots in cfg.fewshot.shots:
         for rep in range(cfg.fewshot.repeats):
             for name in compounds:
-                path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}.json"
+                tag = "" if cfg.fewshot.mode == "reference" else f"_{cfg.fewshot.mode}"  # modes side by side
+                path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}{tag}.json"
                 done = read_row(path) if resume else None
                 if done is not None:
                     rows.append(row_from_dict(done))
@@ -193,7 +194,7 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
                                   include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
                                   mode=cfg.fewshot.mode, quota=quota, component_init=cfg.fewshot.component_init,
                                   save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
-                                                              f"_{shots}shot.pt" if save else None)
+                                                              f"_{shots}shot{tag}.pt" if save else None)
                 row = FewShotRow(repeat=rep, **asdict(res))  # seed: the episode's (seed x 100 + repeat)
                 write_json(path, row.to_dict())
                 rows.append(row)
@@ -253,8 +254,9 @@ def run_protocol(
 
         fingerprint.claim(out_dir, fingerprint.make(cfg, data_path=None, test_path=cfg.data.test_path),
                           resume=resume, overwrite=overwrite)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    from compound_fer.threads import configure
+
+    log.info("torch threads: %d", configure(cfg.threads))  # threads 0: the cores other processes leave free
     if dist.is_main():
         if resume:
             remove_stale_temp_files(out_dir)

@@ -80,3 +80,15 @@ def test_saved_model_reloads_with_its_geometry(geometry_run):
 def test_faces_without_landmarks_are_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="model.geometry"):
         run_protocol(parse_config(CFG), out_dir=tmp_path, progress=False)
+
+
+def test_test_faces_of_another_landmark_scheme_fall_back_to_their_pixels(caplog):
+    from compound_fer.runner.dataset import Splits
+    from compound_fer.runner.geometry import _test_geometry
+
+    faces = _with_landmarks(generate(categories=["Happy", "Sad"], n_subjects=3, per_subject=1, image_size=32, seed=0))
+    bare = dataclasses.replace(faces, landmarks=None, landmark_scheme=None, landmarks_valid=None)
+    g = _test_geometry(Splits(faces, faces, bare, {}))
+    assert g.shape[0] == len(bare) and torch.isnan(g).all()
+    assert "classified from their pixels" in caplog.text
+    assert torch.isfinite(_test_geometry(Splits(faces, faces, faces, {}))).all()

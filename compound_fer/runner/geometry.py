@@ -40,6 +40,19 @@ def face_geometry(faces: FaceSet) -> torch.Tensor:
     return g
 
 
+def _test_geometry(splits: Splits) -> torch.Tensor:
+    """The test faces' geometry; all missing (their pixels decide) when their landmarks are of another scheme
+    than the training faces' (e.g. --test-data without a landmarks file: detected points), with a warning."""
+    test, scheme = splits.test, splits.train.landmark_scheme
+    if test.landmarks is not None and test.landmark_scheme == scheme:
+        return face_geometry(test)
+    log.warning("model.geometry: the test faces' landmarks (%s) are not of the training faces' scheme (%s); the "
+                "test faces are classified from their pixels and the mean geometry", test.landmark_scheme or "none",
+                scheme)
+    return torch.full((len(test), face_geometry(splits.train.subset([0])).shape[1]),
+                      float("nan"))
+
+
 def fuse_geometry(cfg: ProtocolConfig, model: nn.Module, splits: Splits, inputs: Inputs, *, seed: int,
                   progress: bool = True) -> tuple[Inputs, dict]:
     """Attach geometry to ``model`` (in place), train its new head on the basic classes; returns the packed
@@ -49,7 +62,8 @@ def fuse_geometry(cfg: ProtocolConfig, model: nn.Module, splits: Splits, inputs:
 
     if not inputs.cached:
         raise ConfigError("model.geometry: landmarks needs cache_trunk: true (the fused head trains on cached maps)")
-    geo = {name: face_geometry(getattr(splits, name)) for name in ("train", "val", "test")}
+    geo = {name: face_geometry(getattr(splits, name)) for name in ("train", "val")}
+    geo["test"] = _test_geometry(splits)
     labels = basic_labels(cfg)
     is_basic = {name: torch.isin(getattr(splits, name).labels, torch.as_tensor(labels)) for name in geo}
     mean, std = standardiser(geo["train"][is_basic["train"]])

@@ -63,7 +63,8 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from compound_fer.commands.gradcam import accuracy, load_explained_faces, make_figures
+    from compound_fer.commands._common import resolve_config
+    from compound_fer.explain.pipeline import accuracy, load_explained_faces, make_figures
     from compound_fer.explain.relationship import explain_classes, report_from_cams
     from compound_fer.model_io import load_model
 
@@ -72,7 +73,8 @@ def main() -> int:
     cont_model, cont_meta = load_model(args.continual_model)
     basic_order = [taxonomy.label_of(n) for n in basic_meta["classes"]]
     cont_order = [taxonomy.label_of(n) for n in cont_meta["classes"]]
-    faces, faces_info = load_explained_faces(args.data, config=args.config, split=args.split, seed=args.seed,
+    faces, faces_info = load_explained_faces(args.data, config=args.config and resolve_config(args.config),
+                                             split=args.split, seed=args.seed,
                                              image_size=int(basic_meta.get("image_size", 112)))
     faces = faces.where(labels=BASIC + COMPOUND)
     load_s = time.perf_counter() - t_start

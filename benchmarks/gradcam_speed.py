@@ -63,7 +63,7 @@ POINTING_CLASSES = ("Happy", "Surprised", "Disgusted")
 def pointing(seeds: list[int]) -> dict:
     """The test's setting (tests/test_relationship.py) over several seeds: small_cnn, 12 epochs, 64 px."""
     from compound_fer import taxonomy
-    from compound_fer.commands.gradcam import accuracy, train_synthetic_model
+    from compound_fer.explain.pipeline import accuracy, train_synthetic_model
     from compound_fer.data.synthetic import generate
     from compound_fer.explain import relationship as R
 

@@ -17,6 +17,7 @@ from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.splits import per_class_cap, sample_shots
 from compound_fer.errors import ConfigError
+from compound_fer.labels import to_model_labels
 
 __all__ = ["ContinualBenchmark", "basic_to_compound", "fewshot_benchmark"]
 
@@ -64,9 +65,7 @@ class ContinualBenchmark:
 
     def to_model_labels(self, global_labels: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Map global taxonomy labels to model labels (-1 for labels outside the benchmark)."""
-        lut = torch.full((len(taxonomy.CATEGORIES),), -1, dtype=torch.long)
-        lut[list(self.class_order)] = torch.arange(self.n_classes)
-        return lut[torch.as_tensor(np.asarray(global_labels), dtype=torch.long)]
+        return to_model_labels(global_labels, self.class_order)
 
     def to_global_labels(self, model_labels: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Map model labels back to global taxonomy labels."""
@@ -148,10 +147,8 @@ def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence
     _require_classes(test, class_order, "test")
     sizes = [len(basic_names)] + (_group_sizes(classes_per_exp, len(compound)) if compound else [])
 
-    lut = np.full(len(taxonomy.CATEGORIES), -1, dtype=np.int64)
-    lut[list(class_order)] = np.arange(len(class_order))
-    train_model = lut[train.labels.numpy()]
-    test_model = lut[test.labels.numpy()]
+    train_model = to_model_labels(train.labels, class_order).numpy()
+    test_model = to_model_labels(test.labels, class_order).numpy()
     n_basic = len(basic_names)
 
     # Rows that enter training: all basic rows, compound rows capped or k-shot sampled.

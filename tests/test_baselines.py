@@ -64,7 +64,7 @@ def test_all_baselines_registered():
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_baseline_runs_three_experiences(name, stream):
-    from compound_fer.evaluation.metrics import StepPredictionsPlugin
+    from compound_fer.evaluation.step_plugin import StepPredictionsPlugin
 
     torch.manual_seed(0)
     plugin = StepPredictionsPlugin()
@@ -87,7 +87,7 @@ def test_baseline_runs_three_experiences(name, stream):
 
 def test_joint_keeps_old_classes_better_than_naive(stream):
     """The upper bound must actually beat fine-tuning on the old classes (behaviour, not shape)."""
-    from compound_fer.evaluation.metrics import StepPredictionsPlugin
+    from compound_fer.evaluation.step_plugin import StepPredictionsPlugin
 
     finals = {}
     for name in ("naive", "joint"):

@@ -101,6 +101,7 @@ def test_plugin_matches_evaluate_predictions():
     from avalanche.benchmarks import nc_benchmark
     from avalanche.models import IncrementalClassifier
 
+    from compound_fer.evaluation.step_plugin import StepPredictionsPlugin
     from compound_fer.training.registry import make_strategy
 
     def blobs(n, seed):
@@ -116,7 +117,7 @@ def test_plugin_matches_evaluate_predictions():
                          fixed_class_order=list(range(6)), class_ids_from_zero_from_first_exp=True)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), IncrementalClassifier(16, 2))
-    plugin = M.StepPredictionsPlugin()
+    plugin = StepPredictionsPlugin()
     strategy = make_strategy("naive", model=model, plugins=[plugin], train_epochs=2, train_mb_size=8, lr=0.02)
     manual = M.ContinualRecord()
     for i, exp in enumerate(bench.train_stream):

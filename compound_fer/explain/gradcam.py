@@ -26,6 +26,8 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, Layer
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from compound_fer.training.predict import predict as argmax_predict
+
 __all__ = [
     "METHODS",
     "GuidedGradCAM",
@@ -341,13 +343,8 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 64,
     """Predicted global labels (through ``class_order``); the model's modes are restored."""
     if images.dtype == torch.uint8:
         images = images.float().div_(255.0)
-    device = next(model.parameters()).device
-    cols = []
-    with preserved_model_state(model), torch.no_grad():
-        model.eval()
-        for s in range(0, len(images), batch_size):
-            cols.append(model(images[s:s + batch_size].to(device)).argmax(1).cpu().numpy())
-    pred = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    with preserved_model_state(model):  # every module's own flag back, not one mode for all
+        pred = argmax_predict(model, images, batch_size=batch_size, device=next(model.parameters()).device).numpy()
     order = _class_order(model, class_order)
     return pred if order is None else np.asarray(order, dtype=np.int64)[pred]
 

@@ -121,10 +121,6 @@ def run_fewshot(
     replayed with the shots, KD from the basic model) and, with ``component_init``, the new output
     initialised from the compound's basic components. ``save_to``: write the few-shot model there.
     """
-    from compound_fer.scenarios import fewshot_benchmark
-    from compound_fer.training.distillation import DistillationPlugin
-    from compound_fer.training.registry import make_strategy
-
     if shots < 1:
         raise ConfigError(f"few-shot: shots={shots} must be >= 1")
     inputs = inputs if inputs is not None else Inputs.of_images(train=train, test=test)
@@ -132,70 +128,96 @@ def run_fewshot(
     name = taxonomy.by_name(compound).name
     if taxonomy.by_name(name).kind != "compound":
         raise ConfigError(f"few-shot: {name} is not a compound class")
+    bench = _episode(basic_model, train=train, test=test, compound=name, shots=shots, seed=seed,
+                     include_neutral=include_neutral, inputs=inputs)
+    torch.manual_seed(seed)
+    student = copy.deepcopy(basic_model)
+    if trainable is not None and hasattr(student, "set_trainable"):
+        student.set_trainable(trainable)
+    teacher_net = inputs.wrap(copy.deepcopy(basic_model))
+    kd_opts = {"temperature": temperature, "gamma0": gamma0, "teacher_padding": teacher_padding}
+    train_opts = {"lr": lr, "optimizer": optimizer, "epochs": epochs, "batch_size": batch_size, "device": device,
+                  "seed": seed}
+    strategy, plugin = _episode_strategy(mode, inputs.wrap(student), teacher_net, bench, kd_opts=kd_opts,
+                                         train_opts=train_opts, quota=quota, component_init=component_init)
+    strategy.train(bench.train_stream[1])  # reference: the shots only; kept: the shots + the basic memory
+    scores, counts = _score(bench, test, inputs, strategy.model, teacher_net, device=device)
+    shot_rows = (bench.settings.get("shots") or {}).get(name, [])
+    result = FewShotResult(
+        compound=name, shots=shots, seed=seed, shot_indices=[int(i) for i in shot_rows], **counts, epochs=epochs,
+        lr=lr, settings={"temperature": temperature, "gamma": float(plugin.gamma0), "teacher_padding": teacher_padding,
+                         "trainable": trainable, "batch_size": batch_size, "mode": mode,
+                         **({"quota": quota, "component_init": component_init} if mode == "kept" else {}),
+                         "cached": inputs.cached, "classes": list(bench.names)},
+        **scores,
+    )
+    if save_to is not None:
+        _save(student, save_to, bench=bench, mode=mode, compound=name, shots=shots, seed=seed)
+    return result
+
+
+def _episode(basic_model: nn.Module, *, train: FaceSet, test: FaceSet, compound: str, shots: int, seed: int,
+             include_neutral: bool, inputs: Inputs) -> Any:
+    """The episode's benchmark (basic classes, then the shots of ``compound``), checked against the model."""
+    from compound_fer.scenarios import fewshot_benchmark
 
     bench = fewshot_benchmark(
-        train=train, test=test, compound=name, shots=shots, seed=seed, include_neutral=include_neutral,
+        train=train, test=test, compound=compound, shots=shots, seed=seed, include_neutral=include_neutral,
         train_inputs=inputs.train, test_inputs=inputs.test_view,
         train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
     )
     n_basic = len(bench.experience_classes[0])
-    new_label = bench.experience_classes[1][0]
     head_out = getattr(getattr(basic_model, "head", None), "num_classes", None)
     if head_out is not None and head_out != n_basic:
         raise ConfigError(
             f"few-shot: the basic model has {head_out} outputs but the episode has {n_basic} basic classes "
             f"({', '.join(bench.names[:n_basic])}); use the model of the basic phase (include_neutral={include_neutral})"
         )
+    return bench
 
-    torch.manual_seed(seed)
-    student = copy.deepcopy(basic_model)
-    if trainable is not None and hasattr(student, "set_trainable"):
-        student.set_trainable(trainable)
-    teacher = copy.deepcopy(basic_model)
-    net, teacher_net = inputs.wrap(student), inputs.wrap(teacher)
+
+def _episode_strategy(mode: str, net: nn.Module, teacher_net: nn.Module, bench: Any, *, kd_opts: dict,
+                      train_opts: dict, quota: int, component_init: bool) -> tuple[Any, Any]:
+    """(strategy, its distillation plugin): naive + KD from the basic model (reference), or KD+PSMR (kept)."""
+    from compound_fer.training.distillation import DistillationPlugin
+    from compound_fer.training.registry import make_strategy
+
+    t = train_opts
     if mode == "kept":
-        strategy, plugin = _kept_strategy(net, bench, temperature=temperature, gamma0=gamma0,
-                                          teacher_padding=teacher_padding, lr=lr, optimizer=optimizer, epochs=epochs,
-                                          batch_size=batch_size, device=device, seed=seed, quota=quota,
-                                          component_init=component_init)
-    elif mode == "reference":
-        plugin = DistillationPlugin(teacher=teacher_net, temperature=temperature, gamma0=gamma0,
-                                    teacher_padding=teacher_padding, teacher_mode="basic")
-        strategy = make_strategy(
-            "naive", model=net, plugins=[plugin], lr=lr, optimizer=optimizer, train_epochs=epochs,
-            train_mb_size=batch_size, eval_mb_size=256, device=device, seed=seed,
-        )
-    else:
+        return _kept_strategy(net, bench, **kd_opts, **t, quota=quota, component_init=component_init)
+    if mode != "reference":
         raise ConfigError(f"fewshot.mode must be 'reference' or 'kept', got {mode!r}")
-    strategy.train(bench.train_stream[1])  # reference: the shots only; kept: the shots + the basic memory
+    plugin = DistillationPlugin(teacher=teacher_net, **kd_opts, teacher_mode="basic")
+    strategy = make_strategy("naive", model=net, plugins=[plugin], lr=t["lr"], optimizer=t["optimizer"],
+                             train_epochs=t["epochs"], train_mb_size=t["batch_size"], eval_mb_size=256,
+                             device=t["device"], seed=t["seed"])
+    return strategy, plugin
 
+
+def _score(bench: Any, test: FaceSet, inputs: Inputs, model: nn.Module, teacher: nn.Module, *,
+           device: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """The episode's three scores (:func:`score_fewshot`), and the basic model's accuracy and test counts."""
+    n_basic = len(bench.experience_classes[0])
+    new_label = bench.experience_classes[1][0]
     rows = np.concatenate(list(bench.test_index))
     y_true = bench.to_model_labels(test.labels[torch.as_tensor(rows)]).numpy()
     x_test = inputs.test_x[torch.as_tensor(rows)].float()
-    y_pred = predict(strategy.model, x_test, device=device).numpy()
-    before = predict(teacher_net, x_test[torch.as_tensor(y_true < n_basic)], device=device).numpy()
+    y_pred = predict(model, x_test, device=device).numpy()
+    before = predict(teacher, x_test[torch.as_tensor(y_true < n_basic)], device=device).numpy()
     scores = score_fewshot(y_true, y_pred, new_class=new_label, basic_classes=range(n_basic))
-    shot_rows = (bench.settings.get("shots") or {}).get(name, [])
-    result = FewShotResult(
-        compound=name, shots=shots, seed=seed, shot_indices=[int(i) for i in shot_rows],
-        basic_accuracy_before=accuracy(y_true[y_true < n_basic], before),
-        n_way=n_basic + 1, n_test_new=int((y_true == new_label).sum()), n_test_basic=int((y_true < n_basic).sum()),
-        epochs=epochs, lr=lr,
-        settings={"temperature": temperature, "gamma": float(plugin.gamma0), "teacher_padding": teacher_padding,
-                  "trainable": trainable, "batch_size": batch_size, "mode": mode,
-                  **({"quota": quota, "component_init": component_init} if mode == "kept" else {}),
-                  "cached": inputs.cached, "classes": list(bench.names)},
-        **scores,
-    )
-    if save_to is not None:
-        from compound_fer.fusion import sidecar
-        from compound_fer.model_io import save_model
+    counts = {"basic_accuracy_before": accuracy(y_true[y_true < n_basic], before), "n_way": n_basic + 1,
+              "n_test_new": int((y_true == new_label).sum()), "n_test_basic": int((y_true < n_basic).sum())}
+    return scores, counts
 
-        save_model(student, save_to, meta={"classes": list(bench.names), "backbone": getattr(student, "name", ""),
-                                           "image_size": getattr(student, "image_size", 0), "method": f"fewshot-{mode}",
-                                           "compound": name, "shots": shots, "seed": seed,
-                                           **sidecar(student)})
-    return result
+
+def _save(student: nn.Module, path: Any, *, bench: Any, mode: str, compound: str, shots: int, seed: int) -> None:
+    """Write the few-shot model (for Grad-CAM of the compound it learned)."""
+    from compound_fer.fusion import sidecar
+    from compound_fer.model_io import save_model
+
+    save_model(student, path, meta={"classes": list(bench.names), "backbone": getattr(student, "name", ""),
+                                    "image_size": getattr(student, "image_size", 0), "method": f"fewshot-{mode}",
+                                    "compound": compound, "shots": shots, "seed": seed, **sidecar(student)})
 
 
 def _kept_strategy(net: nn.Module, bench: Any, *, temperature: float, gamma0: float, teacher_padding: str, lr: float,

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from compound_fer import distributed as dist
 from compound_fer.data.augment import augment_batch
+from compound_fer.training.optim import make_optimizer
 from compound_fer.training.predict import accuracy, predict  # noqa: F401 - predict: the one helper, re-exported
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,9 @@ def train_basic(
         params += list(auxiliary.parameters())
     if not params:
         raise ValueError("train_basic: the model has no trainable parameter (check the freezing policy)")
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(params, name="adam", lr=lr, weight_decay=weight_decay)
     model.to(device)
     net = dist.wrap_model(model)  # DDP under torchrun (averages gradients over ranks); the model itself otherwise
-    loss_fn = nn.CrossEntropyLoss()
     to_float = (lambda t: t.float().div_(255)) if train_x.dtype == torch.uint8 else (lambda t: t)
     val_xf = to_float(val_x)
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
@@ -79,29 +79,9 @@ def train_basic(
     bar = tqdm(range(epochs), desc="basic phase", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         net.train()
-        order = torch.randperm(len(train_x), generator=gen)
-        total, n = 0.0, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            if dist.is_distributed():
-                if len(idx) < dist.world_size():
-                    continue  # every rank needs a sample (all ranks skip alike)
-                idx = idx[dist.shard(len(idx))]
-            xb, flips = to_float(train_x[idx]), None
-            if augment is not None:
-                xb, flips = augment_batch(xb, augment, return_flips=True) if auxiliary is not None else \
-                    (augment_batch(xb, augment), None)
-            yb = train_y[idx].to(device)
-            opt.zero_grad(set_to_none=True)
-            if auxiliary is None:
-                loss = loss_fn(net(xb.to(device)), yb)
-            else:  # one forward: the embedding feeds the head and the auxiliary heads
-                feats = model.features(xb.to(device))
-                loss = loss_fn(model.head(feats), yb) + auxiliary.loss(feats, idx, flips)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
+        total, n = _train_epoch(net, model, opt, torch.randperm(len(train_x), generator=gen), train_x=train_x,
+                                train_y=train_y, batch_size=batch_size, to_float=to_float, augment=augment,
+                                auxiliary=auxiliary, device=device)
         dist.sync_buffers(model)  # BatchNorm statistics saw one shard per rank: average them
         # rank 0 decides (best epoch, early stop) so every rank takes the same path through the loop
         val_acc = dist.broadcast_object(accuracy(model, val_xf, val_y, device=device))
@@ -117,3 +97,34 @@ def train_basic(
     model.load_state_dict(best[2])
     return BasicResult(best_epoch=best[1], best_val_accuracy=best[0], history=history,
                        seconds=time.perf_counter() - start)
+
+
+def _train_epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, order: torch.Tensor, *,
+                 train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int, to_float, augment,
+                 auxiliary: nn.Module | None, device: str) -> tuple[float, int]:
+    """One pass over ``order`` in minibatches (this rank's shard of each under torchrun); returns the summed
+    loss and the number of samples."""
+    loss_fn = nn.CrossEntropyLoss()
+    total, n = 0.0, 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        if dist.is_distributed():
+            if len(idx) < dist.world_size():
+                continue  # every rank needs a sample (all ranks skip alike)
+            idx = idx[dist.shard(len(idx))]
+        xb, flips = to_float(train_x[idx]), None
+        if augment is not None:
+            xb, flips = augment_batch(xb, augment, return_flips=True) if auxiliary is not None else \
+                (augment_batch(xb, augment), None)
+        yb = train_y[idx].to(device)
+        opt.zero_grad(set_to_none=True)
+        if auxiliary is None:
+            loss = loss_fn(net(xb.to(device)), yb)
+        else:  # one forward: the embedding feeds the head and the auxiliary heads
+            feats = model.features(xb.to(device))
+            loss = loss_fn(model.head(feats), yb) + auxiliary.loss(feats, idx, flips)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+        n += len(idx)
+    return total, n

@@ -176,7 +176,8 @@ def test_landmarks_outside_the_image_name_the_row(tmp_path):
     pre = faces.preprocess_faces(files, [far], size=48, cache=False, progress=False,
                                  landmark_rows=["landmarks.csv, line 7"])
     (skip,) = list(pre.skipped)
-    assert "landmarks.csv, line 7 (f0.png): point" in skip.reason and "outside the 200x200 image" in skip.reason
+    assert "landmarks.csv, line 7 (f0.png): the image-left eye centre" in skip.reason
+    assert "outside the 200x200 image" in skip.reason
 
 
 # ------------------------------------------------------------------ the real detector (where installed)

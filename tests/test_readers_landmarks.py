@@ -116,12 +116,18 @@ def test_wrong_point_count_and_points_outside_the_image(tmp_path):
     write_lm_csv(tmp_path / "landmarks.csv", {k: v[:68] for k, v in rows.items()}, k=68)
     with pytest.raises(DataError, match="68 points per face match no landmark scheme"):
         read_folder(tmp_path, cache=False, progress=False)
-    rows["happy/1.png"] = rows["happy/1.png"] + (0, 300)
+    rows["happy/1.png"] = rows["happy/1.png"] + (0, 300)  # the whole row: the eyes leave the image
+    rows["happy/0.png"] = rows["happy/0.png"].copy()
+    rows["happy/0.png"][70, 1] = 260  # only the chin, 60 px (30% of the side) below the image
+    rows["Sadly surprised/0.png"] = rows["Sadly surprised/0.png"].copy()
+    rows["Sadly surprised/0.png"][70, 1] = 230  # 30 px below: a chin cut by the border is fine
     write_lm_csv(tmp_path / "landmarks.csv", rows)
     fs = read_folder(tmp_path, image_size=32, cache=False, progress=False)
-    (skip,) = fs.meta["skipped"]
-    assert skip.file.endswith("1.png") and "landmarks.csv, line 3 (1.png): point" in skip.reason
-    assert "outside the 200x200 image" in skip.reason and len(fs) == 3
+    why = {s.file.split("/", s.file.count("/") - 1)[-1]: s.reason for s in fs.meta["skipped"]}
+    assert len(fs) == 2 and set(why) == {"happy/0.png", "happy/1.png"}
+    assert "landmarks.csv, line 3 (1.png): the image-left eye centre" in why["happy/1.png"]
+    assert "landmarks.csv, line 2 (0.png): point 70 (" in why["happy/0.png"]
+    assert all("outside the 200x200 image" in r for r in why.values())
 
 
 def test_bad_input_keeps_the_cache(tmp_path):

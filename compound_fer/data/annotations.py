@@ -19,7 +19,9 @@ from compound_fer.errors import DataError
 from compound_fer.taxonomy import ACTION_UNITS
 
 #: Landmark points of a scheme may lie this far (a fraction of the image side) outside the image.
-OUTSIDE_TOLERANCE = 0.05
+#: A landmark point may lie this far (a fraction of the image's longer side) outside the image: chins and
+#: jaw lines of tightly cropped photos run past the border; rows in another frame or garbage go further.
+OUTSIDE_TOLERANCE = 0.25
 #: FACS intensity letters -> [0, 1] (as the CFEE workbook).
 AU_LETTERS = {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.8, "e": 1.0}
 _SCHEME_OF_K = {s.n_points: s.name for s in SCHEMES.values()}
@@ -104,10 +106,17 @@ def read_landmarks(path: str | os.PathLike) -> LandmarkTable:
     return table
 
 
-def check_inside(points: np.ndarray, width: int, height: int, where: str) -> None:
-    """DataError naming ``where`` when a point lies outside the image (beyond OUTSIDE_TOLERANCE)."""
+def check_inside(points: np.ndarray, width: int, height: int, where: str, scheme: str = "cfee78") -> None:
+    """DataError naming ``where`` when an eye centre lies outside the image, or any point further out than
+    OUTSIDE_TOLERANCE of the image side (the row is in another frame, or wrong)."""
+    from compound_fer.data.schemes import get_scheme
+
+    p = np.asarray(points, dtype=np.float64)
+    for side, c in zip(("image-left", "image-right"), get_scheme(scheme).eye_centres(p)):
+        if not (0 <= c[0] <= width - 1 and 0 <= c[1] <= height - 1):
+            raise DataError(f"{where}: the {side} eye centre ({c[0]:.1f}, {c[1]:.1f}) lies outside the {width}x{height} "
+                            "image; fix that row or delete it")
     tol = OUTSIDE_TOLERANCE * max(width, height)
-    p = np.asarray(points)
     bad = (p[:, 0] < -tol) | (p[:, 0] > width - 1 + tol) | (p[:, 1] < -tol) | (p[:, 1] > height - 1 + tol)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -211,7 +211,7 @@ def _process_one(job: tuple) -> tuple:
         img, scale = read_image(path, max_side=MAX_SIDE)
         if lm is not None:
             lm = lm * scale
-            check_inside(lm, img.shape[1], img.shape[0], f"{where} ({os.path.basename(path)})")
+            check_inside(lm, img.shape[1], img.shape[0], f"{where} ({os.path.basename(path)})", scheme)
         fc = crop_face(img, landmarks=lm, method=method, size=size, margin=margin, scheme=scheme,
                        detector=detector, no_face=no_face)
     except DataError as exc:

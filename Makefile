@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/compound-fer demo
+	$(VENV)/bin/compound-fer demo --overwrite  # a rerun replaces runs/demo
 
 test: install
 	$(PY) -m pytest -n 2 -q tests

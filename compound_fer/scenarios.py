@@ -128,19 +128,8 @@ def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence
     if new_class_cap is not None and new_class_cap < 1:
         raise ConfigError(f"new_class_cap={new_class_cap} must be >= 1")
 
-    basic_names = tuple(taxonomy.by_name(b).name for b in basic) if basic is not None else \
-        taxonomy.basic_names(include_neutral=include_neutral)
-    if compound_order is None:
-        present = set(train.class_labels)
-        compound = tuple(n for n in taxonomy.compound_names() if taxonomy.label_of(n) in present)
-    else:
-        compound = tuple(taxonomy.by_name(c).name for c in compound_order)
-    if len(set(compound)) != len(compound):
-        raise ConfigError(f"compound order lists a class twice: {list(compound)}")
-    if set(compound) & set(basic_names):
-        raise ConfigError(f"{sorted(set(compound) & set(basic_names))} cannot be both basic and compound")
-    if not basic_names:
-        raise ConfigError("no basic classes for experience 0")
+    basic_names, compound = _stream_classes(train, basic=basic, include_neutral=include_neutral,
+                                            compound_order=compound_order)
 
     class_order = tuple(taxonomy.label_of(n) for n in basic_names + compound)
     _require_classes(train, class_order, "training")
@@ -151,20 +140,8 @@ def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence
     test_model = to_model_labels(test.labels, class_order).numpy()
     n_basic = len(basic_names)
 
-    # Rows that enter training: all basic rows, compound rows capped or k-shot sampled.
-    train_rows = np.flatnonzero(train_model >= 0)
-    basic_rows = train_rows[train_model[train_rows] < n_basic]
-    new_rows = train_rows[train_model[train_rows] >= n_basic]
-    shot_record = None
-    if shots is not None:
-        drawn = sample_shots(train.labels.numpy()[new_rows], k=shots, seed=seed,
-                             classes=[taxonomy.label_of(n) for n in compound])
-        new_rows = new_rows[drawn.all]
-        shot_record = {taxonomy.name_of(c): _rows_of(train.labels.numpy(), new_rows, c)
-                       for c in drawn.indices}
-    elif new_class_cap is not None:
-        new_rows = new_rows[per_class_cap(train.labels.numpy()[new_rows], cap=new_class_cap, seed=seed)]
-    train_rows = np.sort(np.concatenate([basic_rows, new_rows]))
+    train_rows, shot_record = _training_rows(train, train_model, n_basic=n_basic, compound=compound, shots=shots,
+                                             new_class_cap=new_class_cap, seed=seed)
     test_rows = np.flatnonzero(test_model >= 0)
 
     x_train = _inputs_for(train, train_inputs, "train")[torch.as_tensor(train_rows)]
@@ -195,6 +172,44 @@ def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence
         test_index=test_index,
         settings=settings,
     )
+
+
+def _stream_classes(train: FaceSet, *, basic: Sequence[str] | None, include_neutral: bool,
+                    compound_order: Sequence[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(basic names, compound names in stream order), checked: no class twice, none both, some basic."""
+    basic_names = tuple(taxonomy.by_name(b).name for b in basic) if basic is not None else \
+        taxonomy.basic_names(include_neutral=include_neutral)
+    if compound_order is None:
+        present = set(train.class_labels)
+        compound = tuple(n for n in taxonomy.compound_names() if taxonomy.label_of(n) in present)
+    else:
+        compound = tuple(taxonomy.by_name(c).name for c in compound_order)
+    if len(set(compound)) != len(compound):
+        raise ConfigError(f"compound order lists a class twice: {list(compound)}")
+    if set(compound) & set(basic_names):
+        raise ConfigError(f"{sorted(set(compound) & set(basic_names))} cannot be both basic and compound")
+    if not basic_names:
+        raise ConfigError("no basic classes for experience 0")
+    return basic_names, compound
+
+
+def _training_rows(train: FaceSet, train_model: np.ndarray, *, n_basic: int, compound: Sequence[str],
+                   shots: int | None, new_class_cap: int | None, seed: int) -> tuple[np.ndarray, dict | None]:
+    """Rows that enter training (all basic rows, compound rows capped or k-shot sampled), sorted, and the
+    shots drawn per compound name (None without ``shots``)."""
+    train_rows = np.flatnonzero(train_model >= 0)
+    basic_rows = train_rows[train_model[train_rows] < n_basic]
+    new_rows = train_rows[train_model[train_rows] >= n_basic]
+    shot_record = None
+    if shots is not None:
+        drawn = sample_shots(train.labels.numpy()[new_rows], k=shots, seed=seed,
+                             classes=[taxonomy.label_of(n) for n in compound])
+        new_rows = new_rows[drawn.all]
+        shot_record = {taxonomy.name_of(c): _rows_of(train.labels.numpy(), new_rows, c)
+                       for c in drawn.indices}
+    elif new_class_cap is not None:
+        new_rows = new_rows[per_class_cap(train.labels.numpy()[new_rows], cap=new_class_cap, seed=seed)]
+    return np.sort(np.concatenate([basic_rows, new_rows])), shot_record
 
 
 def _rows_of(labels: np.ndarray, rows: np.ndarray, label: int) -> list[int]:

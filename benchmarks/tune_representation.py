@@ -29,6 +29,11 @@ VARIANTS: dict[str, dict] = {
     "landmarks + component init": {"model": {"geometry": "landmarks"}, "continual": {"component_init": True}},
     "landmarks + component init + head only": {"model": {"geometry": "landmarks"},
                                               "continual": {"component_init": True, "trainable": "head"}},
+    "landmarks + component sum + head only": {"model": {"geometry": "landmarks"},
+                                              "continual": {"component_init": True, "component_rule": "sum",
+                                                            "trainable": "head"}},
+    "landmarks + component sum": {"model": {"geometry": "landmarks"},
+                                  "continual": {"component_init": True, "component_rule": "sum"}},
     "landmarks x0.5 + component init": {"model": {"geometry": "landmarks", "geometry_weight": 0.5},
                                         "continual": {"component_init": True}},
 }
@@ -72,6 +77,7 @@ def main() -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--work", default="runs/tune_representation")
     ap.add_argument("--out", default="benchmarks/results/representation_tuning.json")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     args = ap.parse_args()
 
     from compound_fer.config import load_config, parse_config
@@ -81,7 +87,8 @@ def main() -> int:
     path = Path(args.config)
     base = load_config(path if path.suffix else Path("compound_fer/configs") / f"{args.config}.yaml").model_dump(mode="json")
     base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": {"enabled": False}, "seeds": [args.seed],
-                         "continual": {"methods": args.methods.split(","), "orders": args.orders}})
+                         "continual": {"methods": args.methods.split(","), "orders": args.orders},
+                         **({"threads": args.threads} if args.threads else {})})
     work = Path(args.work)
     shared = work / "_basic"
     out_path = Path(args.out)

@@ -131,6 +131,7 @@ class ContinualPhase(_Section):
     shots: int | None = Field(None, ge=1)
     # a compound's new output starts as the mean of its basic components' (training/component_init.py)
     component_init: bool = False
+    component_rule: Literal["mean", "sum"] = "mean"  # the new unit as the mean or the sum of its components'
     kd: KDConfig = KDConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -76,3 +76,15 @@ def test_compound_output_starts_as_the_mean_of_its_components():
     w, b = m.head.classifier.weight, m.head.classifier.bias
     assert torch.allclose(w[6], w[rows].mean(0)) and torch.allclose(b[6], b[rows].mean(0))
     assert component_rows(0, order) == []  # a basic class has no components
+
+
+def test_sum_rule_scores_a_face_showing_both_components_above_either():
+    m = build_model("small_cnn", num_classes=7, image_size=32)
+    basics = [taxonomy.label_of(n) for n in taxonomy.basic_names()]
+    order = basics + [taxonomy.label_of("Happily surprised")]
+    init_from_components(m.head, [6], order, rule="sum")
+    rows = component_rows(6, order)
+    w, b = m.head.classifier.weight, m.head.classifier.bias
+    assert torch.allclose(w[6], w[rows].sum(0)) and torch.allclose(b[6], b[rows].sum(0))
+    with pytest.raises(ValueError, match="rule"):
+        init_from_components(m.head, [6], order, rule="max")

@@ -134,7 +134,8 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
     if cfg.continual.component_init:  # compound outputs start from their components; zero-shot accuracy recorded
         from compound_fer.training.component_init import ComponentInitPlugin
 
-        prior = ComponentInitPlugin(class_order=bench.class_order, probe=(inputs.test_x, test_y), device=cfg.device)
+        prior = ComponentInitPlugin(class_order=bench.class_order, probe=(inputs.test_x, test_y),
+                                    rule=cfg.continual.component_rule, device=cfg.device)
         plugins.append(prior)
     strategy = make_strategy(
         method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,

@@ -29,15 +29,23 @@ def component_rows(new_label: int, class_order: Sequence[int]) -> list[int]:
 
 
 @torch.no_grad()
-def init_from_components(head, new_labels: Sequence[int], class_order: Sequence[int], *, bias_offset: float = 0.0) -> list[int]:
-    """Set each new output of ``head`` to the mean of its components' outputs; returns the labels set."""
+def init_from_components(head, new_labels: Sequence[int], class_order: Sequence[int], *, rule: str = "mean",
+                         bias_offset: float = 0.0) -> list[int]:
+    """Set each new output of ``head`` from its components' outputs; returns the labels set.
+
+    ``mean``: the average unit (its logit is the mean of the components' logits: never above both);
+    ``sum``: the sum (high when both components are, above either one: a zero-shot "both at once" detector).
+    """
+    if rule not in ("mean", "sum"):
+        raise ValueError(f"component init rule must be 'mean' or 'sum', got {rule!r}")
     w, b = head.classifier.weight, head.classifier.bias
     done = []
     for c in new_labels:
         rows = component_rows(int(c), class_order)
         if rows and int(c) < len(w):
-            w[int(c)] = w[rows].mean(0)
-            b[int(c)] = b[rows].mean(0) + bias_offset
+            pick = (lambda t: t[rows].mean(0)) if rule == "mean" else (lambda t: t[rows].sum(0))  # noqa: E731
+            w[int(c)] = pick(w)
+            b[int(c)] = pick(b) + bias_offset
             done.append(int(c))
     return done
 
@@ -51,8 +59,9 @@ class ComponentInitPlugin(SupervisedPlugin):
     """
 
     def __init__(self, *, class_order: Sequence[int], probe: tuple[torch.Tensor, np.ndarray] | None = None,
-                 bias_offset: float = 0.0, device: str = "cpu") -> None:
+                 rule: str = "mean", bias_offset: float = 0.0, device: str = "cpu") -> None:
         super().__init__()
+        self.rule = rule
         self.class_order = [int(c) for c in class_order]
         self.probe = probe
         self.bias_offset = float(bias_offset)
@@ -64,7 +73,7 @@ class ComponentInitPlugin(SupervisedPlugin):
         if head is None or not hasattr(head, "classifier"):
             return
         new = [int(c) for c in strategy.experience.classes_in_this_experience]
-        done = init_from_components(head, new, self.class_order, bias_offset=self.bias_offset)
+        done = init_from_components(head, new, self.class_order, rule=self.rule, bias_offset=self.bias_offset)
         if done and self.probe is not None:
             self.zero_shot.append(self._score(strategy.model, done))
 

@@ -5,8 +5,8 @@
   step at 141-150 classes <= 1.3x the median at 26-35 classes. CPU seconds (one thread) are the figure; wall
   seconds are kept too, but on a shared machine they measure the neighbours.
 * threads: short KD steps (small_cnn, 64 px, batch 16, teacher forward + student update) with 2 threads
-  (spinning OpenMP workers: the old default), 2 threads with OMP_WAIT_POLICY=PASSIVE, and ``auto``
-  (compound_fer.threads), each alone and beside two busy processes.
+  and spinning OpenMP workers (the old default), ``auto`` (compound_fer.threads: the usable cores) with
+  OMP_WAIT_POLICY=PASSIVE (the default), and 1 thread, each alone and beside two busy processes.
 * checkpoint: one cfee_cpu KD+PSMR order with step checkpoints; per step the written checkpoint's size and
   write time (v2), the size of the old whole-strategy pickle (v1) of the same state, and the step's time.
 """
@@ -118,9 +118,9 @@ def _with_busy(n: int, fn):
 
 
 def threads_figures(iters: int = 30) -> dict[str, Any]:
-    settings = {"2 threads, OpenMP default (spinning)": ("2", {}),
-                "2 threads, OMP_WAIT_POLICY=PASSIVE": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
-                "auto (compound_fer default), PASSIVE": ("auto", {"OMP_WAIT_POLICY": "PASSIVE"})}
+    settings = {"2 threads, OpenMP default (spinning): the old default": ("2", {}),
+                "auto = usable cores (2), OMP_WAIT_POLICY=PASSIVE: the default": ("auto", {"OMP_WAIT_POLICY": "PASSIVE"}),
+                "1 thread, OMP_WAIT_POLICY=PASSIVE": ("1", {"OMP_WAIT_POLICY": "PASSIVE"})}
     out: dict[str, Any] = {}
     for busy in (0, 2):
         for name, (threads, extra) in settings.items():

@@ -1,5 +1,5 @@
-"""Thread defaults on a shared machine: as many torch threads as there are free cores, and OpenMP workers
-that sleep rather than spin (set on import, before torch loads OpenMP)."""
+"""Thread defaults on a shared machine: the usable cores (affinity mask), and OpenMP workers that sleep
+rather than spin (set on import, before torch loads OpenMP)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import sys
 import pytest
 import torch
 
-from compound_fer.threads import auto_threads, busy_cores, configure, usable_cores
+from compound_fer.threads import auto_threads, configure, usable_cores
 
 
-@pytest.mark.parametrize(("cores", "busy", "want"), [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 2.0, 1), (2, 9.0, 1),
-                                                      (16, 3.2, 13), (1, 0.0, 1)])
-def test_auto_threads_leave_the_busy_cores_to_their_owners(cores, busy, want):
-    assert auto_threads(cores=cores, busy=busy) == want
+def test_auto_threads_are_the_usable_cores():
+    assert auto_threads() == usable_cores() == len(os.sched_getaffinity(0))
 
 
 def test_configure_applies_auto_and_explicit_counts():
@@ -28,7 +26,6 @@ def test_configure_applies_auto_and_explicit_counts():
         assert configure(0) >= 1  # 0 (the config default) means auto
     finally:
         torch.set_num_threads(before)
-    assert 0.0 <= busy_cores(window=0.05) <= (os.cpu_count() or 1) + 0.01
 
 
 @pytest.mark.parametrize(("env", "want"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),

@@ -256,7 +256,7 @@ def run_protocol(
                           resume=resume, overwrite=overwrite)
     from compound_fer.threads import configure
 
-    log.info("torch threads: %d", configure(cfg.threads))  # threads 0: the cores other processes leave free
+    log.info("torch threads: %d", configure(cfg.threads))  # threads 0: every usable core; idle workers sleep
     if dist.is_main():
         if resume:
             remove_stale_temp_files(out_dir)

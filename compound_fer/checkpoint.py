@@ -14,6 +14,9 @@ its data or unchanged weights:
   basic model: a frozen trunk, the distillation teacher) is stored as that name and cloned on load,
   one clone per original object, so shared parameters stay shared and distinct ones distinct.
 
+Other large float32 tensors (the trained tail and head, the optimizer's moments) are stored with their
+sign/exponent byte planes deflated (lossless: about 0.8x the raw size); one record per original object.
+
 A checkpoint is a pickle, so it can run code when loaded: only load files this package wrote in a run
 folder you own (the runner only loads ``<out>/checkpoints/``). User-supplied *model* files always go
 through :func:`compound_fer.model_io.load_state_dict` (``weights_only=True``) instead.
@@ -27,6 +30,7 @@ import os
 import pickle
 import random
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -98,21 +102,51 @@ class _ReferenceTensors:
         return t.requires_grad_(requires_grad) if t.is_floating_point() else t
 
 
+_PACK_MIN = 4096  # elements: smaller tensors go through torch's own pickling
+
+
+def _packable(t: Any) -> bool:
+    """A float32 CPU tensor that owns its whole storage (no view of another tensor), large enough to pack."""
+    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.dtype == torch.float32 and t.device.type == "cpu"
+            and t.layout == torch.strided and t.is_contiguous() and t.numel() >= _PACK_MIN
+            and t.storage_offset() == 0 and t.untyped_storage().nbytes() == 4 * t.numel())
+
+
+def _pack(t: torch.Tensor) -> tuple:
+    """Byte planes of a float32 tensor, the two holding sign and exponent deflated (lossless)."""
+    planes = t.detach().numpy().view(np.uint8).reshape(-1, 4)
+    return tuple(zlib.compress(np.ascontiguousarray(planes[:, j]).tobytes(), 1) if j >= 2 else
+                 np.ascontiguousarray(planes[:, j]).tobytes() for j in range(4))
+
+
+def _unpack(shape: tuple, planes: tuple, *, param: bool, requires_grad: bool) -> torch.Tensor:
+    cols = [np.frombuffer(zlib.decompress(b) if j >= 2 else b, dtype=np.uint8) for j, b in enumerate(planes)]
+    t = torch.from_numpy(np.stack(cols, axis=1).reshape(-1).view(np.float32).reshape(shape).copy())
+    return torch.nn.Parameter(t, requires_grad=requires_grad) if param else t.requires_grad_(requires_grad)
+
+
 class _Pickler:  # built lazily: dill is imported only when a checkpoint is written
     @staticmethod
     def make(f, external: Mapping[str, Any], reference: _ReferenceTensors | None = None):
         dill = _dill()
         by_id = {id(v): k for k, v in external.items()}
+        packed: set[int] = set()
 
         class P(dill.Pickler):
             def persistent_id(self, obj):  # noqa: ANN001
                 pid = by_id.get(id(obj))
-                if pid is None and reference is not None and isinstance(obj, torch.Tensor):
-                    name = reference.name(obj)
-                    if name is not None:  # id(obj): one clone per original object at load
-                        return ("ref", name, id(obj), str(obj.device), isinstance(obj, torch.nn.Parameter),
-                                bool(obj.requires_grad))
-                return pid
+                if pid is not None or not isinstance(obj, torch.Tensor):
+                    return pid
+                param, grad = isinstance(obj, torch.nn.Parameter), bool(obj.requires_grad)
+                name = reference.name(obj) if reference is not None else None
+                if name is not None:  # id(obj): one clone per original object at load
+                    return ("ref", name, id(obj), str(obj.device), param, grad)
+                if id(obj) in packed:
+                    return ("same", id(obj))
+                if _packable(obj):
+                    packed.add(id(obj))
+                    return ("packed", id(obj), tuple(obj.shape), _pack(obj), param, grad)
+                return None
 
         return P(f, byref=True, recurse=False)
 
@@ -123,6 +157,12 @@ class _Pickler:  # built lazily: dill is imported only when a checkpoint is writ
 
         class U(dill.Unpickler):
             def persistent_load(self, pid):  # noqa: ANN001
+                if isinstance(pid, tuple) and pid and pid[0] == "packed":
+                    _, oid, shape, planes, param, grad = pid
+                    clones[("packed", oid)] = _unpack(shape, planes, param=param, requires_grad=grad)
+                    return clones[("packed", oid)]
+                if isinstance(pid, tuple) and pid and pid[0] == "same":
+                    return clones[("packed", pid[1])]
                 if isinstance(pid, tuple) and pid and pid[0] == "ref":
                     _, name, oid, device, param, grad = pid
                     if reference is None:

@@ -165,7 +165,7 @@ class FewShotPhase(_Section):
     lr: float = Field(1e-4, gt=0.0)
     batch_size: int = Field(32, ge=1)
     # reference: shots only + KD (the paper); kept: KD+PSMR memory of basic faces + component-initialised output
-    mode: Literal["reference", "kept"] = "reference"
+    mode: Literal["reference", "kept", "both"] = "reference"
     component_init: bool = True  # kept mode: the new output starts from its basic components
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 

@@ -170,6 +170,7 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
     from dataclasses import asdict
 
     from compound_fer.training.fewshot import run_fewshot
+    from tqdm.auto import tqdm
 
     from compound_fer import distributed as dist
     from compound_fer.runner.continual import memory_budget
@@ -178,26 +179,29 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
     n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
     quota = memory_budget(cfg, len(splits.train), n_all)[1]  # kept mode: the continual protocol's per-class memory
     rows: list[Row] = []
-    for shots in cfg.fewshot.shots:
-        for rep in range(cfg.fewshot.repeats):
-            for name in compounds:
-                tag = "" if cfg.fewshot.mode == "reference" else f"_{cfg.fewshot.mode}"  # modes side by side
-                path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}{tag}.json"
-                done = read_row(path) if resume else None
-                if done is not None:
-                    rows.append(row_from_dict(done))
-                    continue
-                save = cfg.fewshot.save_models and rep == 0 and shots == max(cfg.fewshot.shots) and dist.is_main()
-                res = run_fewshot(basic_model=basic_model, train=splits.train, test=splits.test, compound=name,
-                                  shots=shots, seed=seed * 100 + rep, epochs=cfg.fewshot.epochs, lr=cfg.fewshot.lr,
-                                  batch_size=cfg.fewshot.batch_size, inputs=inputs,
-                                  include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
-                                  mode=cfg.fewshot.mode, quota=quota, component_init=cfg.fewshot.component_init,
-                                  save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
-                                                              f"_{shots}shot{tag}.pt" if save else None)
-                row = FewShotRow(repeat=rep, **asdict(res))  # seed: the episode's (seed x 100 + repeat)
-                write_json(path, row.to_dict())
-                rows.append(row)
+    modes = ("reference", "kept") if cfg.fewshot.mode == "both" else (cfg.fewshot.mode,)
+    episodes = [(m, s, r, c) for m in modes for s in cfg.fewshot.shots for r in range(cfg.fewshot.repeats)
+                for c in compounds]
+    for mode, shots, rep, name in tqdm(episodes, desc="few-shot episodes", unit="episode", disable=not progress,
+                                       leave=False):
+        tag = "" if mode == "reference" else f"_{mode}"  # modes side by side
+        path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}{tag}.json"
+        done = read_row(path) if resume else None
+        if done is not None:
+            rows.append(row_from_dict(done))
+            continue
+        save = cfg.fewshot.save_models and rep == 0 and shots == max(cfg.fewshot.shots) and dist.is_main()
+        res = run_fewshot(basic_model=basic_model, train=splits.train, test=splits.test, compound=name,
+                          shots=shots, seed=seed * 100 + rep, epochs=cfg.fewshot.epochs, lr=cfg.fewshot.lr,
+                          batch_size=cfg.fewshot.batch_size, inputs=inputs,
+                          include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
+                          mode=mode, quota=quota, component_init=cfg.fewshot.component_init,
+                          trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
+                          save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
+                                                      f"_{shots}shot{tag}.pt" if save else None)
+        row = FewShotRow(repeat=rep, **asdict(res))  # seed: the episode's (seed x 100 + repeat)
+        write_json(path, row.to_dict())
+        rows.append(row)
     return rows
 
 

@@ -162,37 +162,44 @@ def relationship_heatmap(
 
 
 def region_bars(attention: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> list[Path]:
-    """Per class: share of CAM mass on each face region (expected regions hatched), and the pointing game
-    beside its class-blind prior and its chance level."""
+    """Per class (one row each, so 21 classes read at page width): share of CAM mass on each face region
+    (expected regions hatched), and the pointing game beside its class-blind prior and its chance level."""
     plt = _plt()
     per = attention["per_class"]
     names = list(per)
     regions = taxonomy.REGIONS
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(names) + 2), 6.2), sharex=True,
-                                  gridspec_kw={"height_ratios": [3, 2]})
-    x = np.arange(len(names))
-    w = 0.8 / len(regions)
+    height = max(4.0, 0.42 * len(names) + 1.6)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.0, height), sharey=True,
+                                  gridspec_kw={"width_ratios": [3, 2], "wspace": 0.05})
+    y = np.arange(len(names))
+    h = 0.84 / len(regions)
     colours = plt.get_cmap("tab10").colors
     for k, r in enumerate(regions):
         vals = [per[n]["region_shares"][r] or 0.0 for n in names]
-        bars = ax.bar(x + (k - 2) * w, vals, w, label=r, color=colours[k])
+        bars = ax.barh(y + (k - (len(regions) - 1) / 2) * h, vals, h, label=r, color=colours[k])
         for bar, n in zip(bars, names):
             if r in per[n]["expected_regions"]:
                 bar.set_hatch("////")
                 bar.set_edgecolor("black")
-    ax.set_ylabel("share of CAM mass")
-    ax.legend(fontsize=7, ncol=5, title="region (hatched = expected from the class's AUs)", title_fontsize=7)
-    point = [per[n]["pointing"] or 0.0 for n in names]
-    chance = [per[n]["pointing_chance"] or 0.0 for n in names]
-    prior = [per[n]["pointing_prior"] or 0.0 for n in names]
-    ax2.bar(x - 0.27, point, 0.27, label="pointing game (CAM max in expected regions)", color="tab:red")
-    ax2.bar(x, prior, 0.27, label="class-blind prior (mean CAM of all images)", color="tab:purple")
-    ax2.bar(x + 0.27, chance, 0.27, label="chance (expected-region area)", color="0.6")
-    ax2.set_ylim(0, 1)
-    ax2.set_ylabel("rate")
-    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax2.set_xticks(x, [_short(n) for n in names], rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(y, [_short(n) for n in names], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of CAM mass", fontsize=9)
+    ax.legend(fontsize=8, ncol=5, loc="lower left", bbox_to_anchor=(0.0, 1.01), title_fontsize=8,
+              title="region (hatched = expected from the class's AUs)", borderaxespad=0.0)
+    for label, key, off, colour in (("pointing game (CAM max in expected regions)", "pointing", -0.27, "tab:red"),
+                                    ("class-blind prior (mean CAM of all images)", "pointing_prior", 0.0,
+                                     "tab:purple"),
+                                    ("chance (expected-region area)", "pointing_chance", 0.27, "0.6")):
+        ax2.barh(y + off, [per[n][key] or 0.0 for n in names], 0.27, label=label, color=colour)
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("rate", fontsize=9)
+    ax2.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0)
+    for a in (ax, ax2):
+        a.grid(axis="x", alpha=0.3)
+        a.tick_params(axis="x", labelsize=8)
     ov = attention["overall"]
     fig.suptitle(title or f"region attention: pointing {ov['pointing']:.2f}, class-blind prior "
-                 f"{ov['pointing_prior']:.2f}, chance {ov['pointing_chance']:.2f}", fontsize=9)
+                 f"{ov['pointing_prior']:.2f}, chance {ov['pointing_chance']:.2f}", fontsize=10,
+                 y=1.0 - 0.1 / height)
+    fig.subplots_adjust(top=1.0 - 1.15 / height)  # room for the legends above the panels and the title
     return save_figure(fig, path)

@@ -100,7 +100,7 @@ def test_run_killed_mid_step_resumes_to_exactly_the_uninterrupted_metrics(refere
     assert not (out / "results.json").exists()
 
     resumed = _cli(out, "--resume")
-    _, err = resumed.communicate(timeout=300)
+    _, err = resumed.communicate(timeout=1800)  # a hang guard, not a speed check
     assert resumed.returncode == 0, err[-3000:]
     assert "naive order 0 seed 0 already done" in err
     step = int(err.split("resume: kdpsmr order 0 from step ")[1].split()[0])

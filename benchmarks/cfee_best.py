@@ -33,6 +33,8 @@ def main() -> int:
     ap.add_argument("--results", default="benchmarks/results", help="where reports are copied (no weights)")
     ap.add_argument("--methods", default=None, help="comma-separated; default: the config's")
     ap.add_argument("--no-fewshot", action="store_true")
+    ap.add_argument("--fewshot-continual", default="", help="shots per compound class, e.g. 1,3,5: the continual "
+                    "protocol of the last config with only that many images per compound (KD+PSMR, no few-shot phase)")
     args = ap.parse_args()
 
     from compound_fer.config import load_config
@@ -60,6 +62,21 @@ def main() -> int:
         shutil.copytree(work, dest, ignore=shutil.ignore_patterns("models", "checkpoints", "logs", "*.pt", "*.ckpt",
                                                                   "fingerprint.json"))
         previous = (cfg, work)
+    for n in [int(x) for x in args.fewshot_continual.split(",") if x]:
+        cfg = previous[0].with_overrides(continual={"shots": n, "methods": ["kdpsmr"]}, fewshot={"enabled": False},
+                                         name=f"{previous[0].name}_shots{n}")
+        work = Path(args.work) / f"{previous[0].name}_fewshot_continual" / f"shots{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "models").mkdir(parents=True)
+        for f in (previous[1] / "models").glob("basic_seed*"):
+            shutil.copy2(f, work / "models" / f.name)
+        t0 = time.perf_counter()
+        run_protocol(cfg, out_dir=work, data_path=args.data, resume=True, progress=False, command=command)
+        print(f"{cfg.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        dest = Path(args.results) / f"{previous[0].name}_fewshot_continual" / f"shots{n}"
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(work, dest, ignore=shutil.ignore_patterns("models", "checkpoints", "logs", "*.pt", "*.ckpt",
+                                                                  "fingerprint.json"))
     return 0
 
 

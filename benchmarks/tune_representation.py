@@ -34,6 +34,27 @@ VARIANTS: dict[str, dict] = {
                                                             "trainable": "head"}},
     "landmarks + component sum": {"model": {"geometry": "landmarks"},
                                   "continual": {"component_init": True, "component_rule": "sum"}},
+    "landmarks + component init + head only, lr 1e-3": {"model": {"geometry": "landmarks"},
+                                                        "continual": {"component_init": True, "trainable": "head",
+                                                                      "lr": 0.001}},
+    "landmarks + component init + head only, 20 epochs": {"model": {"geometry": "landmarks"},
+                                                           "continual": {"component_init": True, "trainable": "head",
+                                                                         "epochs": 20}},
+    "landmarks + component init + head only + KD gamma0 0.5": {"model": {"geometry": "landmarks"},
+                                                            "continual": {"component_init": True, "trainable": "head",
+                                                                          "kd": {"gamma0": 0.5}}},
+    "pixels + aux geometry and AUs + component init + head only": {
+        "model": {"geometry": "none"}, "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": True, "trainable": "head"}},
+    "pixels + head only": {"model": {"geometry": "none"}, "continual": {"component_init": False, "trainable": "head"}},
+    "landmarks + head only": {"model": {"geometry": "landmarks"},
+                              "continual": {"component_init": False, "trainable": "head"}},
+    "pixels + aux geometry and AUs + component init": {
+        "model": {"geometry": "none"}, "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": True}},
+    "pixels + aux geometry and AUs + head only": {
+        "model": {"geometry": "none"}, "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": False, "trainable": "head"}},
     "landmarks x0.5 + component init": {"model": {"geometry": "landmarks", "geometry_weight": 0.5},
                                         "continual": {"component_init": True}},
 }
@@ -74,10 +95,12 @@ def main() -> int:
     ap.add_argument("--methods", default="kdpsmr")
     ap.add_argument("--orders", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=";".join(VARIANTS), help="names of VARIANTS, separated by ;")
     ap.add_argument("--work", default="runs/tune_representation")
     ap.add_argument("--out", default="benchmarks/results/representation_tuning.json")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    ap.add_argument("--basic-from", default=None, help="a models/ folder whose basic model every variant reuses "
+                    "(it must come from the same basic settings)")
     args = ap.parse_args()
 
     from compound_fer.config import load_config, parse_config
@@ -90,18 +113,19 @@ def main() -> int:
                          "continual": {"methods": args.methods.split(","), "orders": args.orders},
                          **({"threads": args.threads} if args.threads else {})})
     work = Path(args.work)
-    shared = work / "_basic"
+    shared = Path(args.basic_from).parent if args.basic_from else work / "_basic"
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()).get("variants", {}) if out_path.is_file() else {}
-    for name in args.variants.split(","):
+    for name in args.variants.split(";"):
         cfg = parse_config(_merge(base, VARIANTS[name]), source=f"variant {name!r}")
-        out = work / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+        out = work / "".join(ch if ch.isalnum() else "_" for ch in name)
         shutil.rmtree(out, ignore_errors=True)
-        if (shared / "models").is_dir():  # the shared basic model: the variants differ after the basic phase
+        own_basic = "basic" in VARIANTS[name] and not args.basic_from  # its own basic phase: its own model
+        if (shared / "models").is_dir() and not own_basic:  # the shared basic model: variants differ after it
             shutil.copytree(shared / "models", out / "models")
         t0 = time.perf_counter()
         rows = run_protocol(cfg, out_dir=out, data_path=args.data, resume=True, progress=False)
-        if not (shared / "models").is_dir():
+        if not (shared / "models").is_dir() and not own_basic:
             (shared / "models").mkdir(parents=True)
             for f in (out / "models").glob("basic_seed*"):
                 shutil.copy2(f, shared / "models" / f.name)

@@ -20,43 +20,61 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS: dict[str, dict] = {
-    "pixels (cfee_cpu levers)": {"model": {"geometry": "none"}, "continual": {"component_init": False}},
-    "pixels + component init": {"model": {"geometry": "none"}, "continual": {"component_init": True}},
-    "pixels + component init + head only": {"model": {"geometry": "none"},
-                                           "continual": {"component_init": True, "trainable": "head"}},
-    "landmarks": {"model": {"geometry": "landmarks"}, "continual": {"component_init": False}},
-    "landmarks + component init": {"model": {"geometry": "landmarks"}, "continual": {"component_init": True}},
-    "landmarks + component init + head only": {"model": {"geometry": "landmarks"},
-                                              "continual": {"component_init": True, "trainable": "head"}},
-    "landmarks + component sum + head only": {"model": {"geometry": "landmarks"},
-                                              "continual": {"component_init": True, "component_rule": "sum",
-                                                            "trainable": "head"}},
-    "landmarks + component sum": {"model": {"geometry": "landmarks"},
-                                  "continual": {"component_init": True, "component_rule": "sum"}},
-    "landmarks + component init + head only, lr 1e-3": {"model": {"geometry": "landmarks"},
-                                                        "continual": {"component_init": True, "trainable": "head",
-                                                                      "lr": 0.001}},
-    "landmarks + component init + head only, 20 epochs": {"model": {"geometry": "landmarks"},
-                                                           "continual": {"component_init": True, "trainable": "head",
-                                                                         "epochs": 20}},
-    "landmarks + component init + head only + KD gamma0 0.5": {"model": {"geometry": "landmarks"},
-                                                            "continual": {"component_init": True, "trainable": "head",
-                                                                          "kd": {"gamma0": 0.5}}},
-    "pixels + aux geometry and AUs + component init + head only": {
-        "model": {"geometry": "none"}, "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the base config's may change)
+    "pixels (cfee_cpu levers)": {
+        "model": {"geometry": "none"},
+        "continual": {"component_init": False, "trainable": "tail_head"}},
+    "pixels + component init": {
+        "model": {"geometry": "none"},
+        "continual": {"component_init": True, "trainable": "tail_head"}},
+    "pixels + component init + head only": {
+        "model": {"geometry": "none"},
         "continual": {"component_init": True, "trainable": "head"}},
-    "pixels + head only": {"model": {"geometry": "none"}, "continual": {"component_init": False, "trainable": "head"}},
-    "landmarks + head only": {"model": {"geometry": "landmarks"},
-                              "continual": {"component_init": False, "trainable": "head"}},
-    "pixels + aux geometry and AUs + component init": {
-        "model": {"geometry": "none"}, "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
-        "continual": {"component_init": True}},
-    "pixels + aux geometry and AUs + head only": {
-        "model": {"geometry": "none"}, "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+    "landmarks": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": False, "trainable": "tail_head"}},
+    "landmarks + component init": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "tail_head"}},
+    "landmarks + component init + head only": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head"}},
+    "landmarks + component sum + head only": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "component_rule": "sum", "trainable": "head"}},
+    "landmarks + component sum": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "component_rule": "sum", "trainable": "tail_head"}},
+    "landmarks + component init + head only, lr 1e-3": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head", "lr": 0.001}},
+    "landmarks + component init + head only, 20 epochs": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head", "epochs": 20}},
+    "landmarks + component init + head only + KD gamma0 0.5": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head", "kd": {"gamma0": 0.5}}},
+    "pixels + aux geometry and AUs + component init + head only": {
+        "model": {"geometry": "none"},
+        "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": True, "trainable": "head"}},
+    "pixels + head only": {
+        "model": {"geometry": "none"},
         "continual": {"component_init": False, "trainable": "head"}},
-    "landmarks x0.5 + component init": {"model": {"geometry": "landmarks", "geometry_weight": 0.5},
-                                        "continual": {"component_init": True}},
+    "landmarks + head only": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": False, "trainable": "head"}},
+    "pixels + aux geometry and AUs + component init": {
+        "model": {"geometry": "none"},
+        "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": True, "trainable": "tail_head"}},
+    "pixels + aux geometry and AUs + head only": {
+        "model": {"geometry": "none"},
+        "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": False, "trainable": "head"}},
+    "landmarks x0.5 + component init": {
+        "model": {"geometry": "landmarks", "geometry_weight": 0.5},
+        "continual": {"component_init": True, "trainable": "tail_head"}},
 }
 
 

@@ -172,8 +172,8 @@ class FewShotPhase(_Section):
     @field_validator("shots")
     @classmethod
     def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(s < 1 for s in v):
-            raise ValueError(f"fewshot.shots must be >= 1, got {list(v)}")
+        if any(s < 0 for s in v):
+            raise ValueError(f"fewshot.shots must be >= 1 (or 0: the zero-shot row), got {list(v)}")
         return v
 
     @field_validator("compounds")

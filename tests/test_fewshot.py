@@ -155,3 +155,12 @@ def test_unknown_fewshot_mode_is_a_config_error(data):
     basic, train, test = data
     with pytest.raises(ConfigError, match="fewshot.mode"):
         run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, mode="gentle")
+
+
+def test_zero_shot_row_builds_the_output_from_the_components_and_trains_nothing(data):
+    basic, train, test = data
+    before = copy.deepcopy(basic.state_dict())
+    res = run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=0)
+    assert res.shots == 0 and res.shot_indices == [] and res.settings["mode"] == "zero-shot"
+    assert 0.0 <= res.seven_way_accuracy <= 1.0 and res.n_test_new == 10
+    assert all(torch.equal(before[k], v) for k, v in basic.state_dict().items())

@@ -180,11 +180,12 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
     quota = memory_budget(cfg, len(splits.train), n_all)[1]  # kept mode: the continual protocol's per-class memory
     rows: list[Row] = []
     modes = ("reference", "kept") if cfg.fewshot.mode == "both" else (cfg.fewshot.mode,)
-    episodes = [(m, s, r, c) for m in modes for s in cfg.fewshot.shots for r in range(cfg.fewshot.repeats)
+    shots_of = {m: [s for s in cfg.fewshot.shots if s > 0 or m == modes[0]] for m in modes}  # zero-shot: once
+    episodes = [(m, s, r, c) for m in modes for s in shots_of[m] for r in range(1 if s == 0 else cfg.fewshot.repeats)
                 for c in compounds]
     for mode, shots, rep, name in tqdm(episodes, desc="few-shot episodes", unit="episode", disable=not progress,
                                        leave=False):
-        tag = "" if mode == "reference" else f"_{mode}"  # modes side by side
+        tag = "" if mode == "reference" or shots == 0 else f"_{mode}"  # modes side by side
         path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}{tag}.json"
         done = read_row(path) if resume else None
         if done is not None:

@@ -24,7 +24,7 @@ from compound_fer.evaluation.metrics import accuracy, step_accuracy
 from compound_fer.inputs import Inputs
 from compound_fer.training.predict import predict
 
-__all__ = ["FewShotResult", "run_fewshot", "score_fewshot", "fewshot_table"]
+__all__ = ["FewShotResult", "run_fewshot", "run_zero_shot", "score_fewshot", "fewshot_table"]
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,12 @@ def run_fewshot(
     replayed with the shots, KD from the basic model) and, with ``component_init``, the new output
     initialised from the compound's basic components. ``save_to``: write the few-shot model there.
     """
-    if shots < 1:
-        raise ConfigError(f"few-shot: shots={shots} must be >= 1")
+    if shots < 0:
+        raise ConfigError(f"few-shot: shots={shots} must be >= 0 (0: the zero-shot row)")
     inputs = inputs if inputs is not None else Inputs.of_images(train=train, test=test)
+    if shots == 0:
+        return run_zero_shot(basic_model=basic_model, train=train, test=test, compound=compound, inputs=inputs,
+                             include_neutral=include_neutral, device=device)
     temperature, gamma0, teacher_padding = _kd_settings(kd, temperature, gamma0, teacher_padding)
     name = taxonomy.by_name(compound).name
     if taxonomy.by_name(name).kind != "compound":
@@ -154,6 +157,27 @@ def run_fewshot(
     if save_to is not None:
         _save(student, save_to, bench=bench, mode=mode, compound=name, shots=shots, seed=seed)
     return result
+
+
+def run_zero_shot(*, basic_model: nn.Module, train: FaceSet, test: FaceSet, compound: str, inputs: Inputs,
+                  include_neutral: bool = False, device: str = "cpu") -> FewShotResult:
+    """The zero-shot row: the compound's output built from its basic components, no image of it seen, no
+    training; scored like a few-shot episode (``shots`` 0, ``settings['mode']`` "zero-shot")."""
+    from compound_fer.training.component_init import init_from_components
+
+    name = taxonomy.by_name(compound).name
+    bench = _episode(basic_model, train=train, test=test, compound=name, shots=1, seed=0,
+                     include_neutral=include_neutral, inputs=inputs)  # the structure only: no shot is used
+    model = copy.deepcopy(basic_model)
+    model.head.grow(1)
+    n_basic = len(bench.experience_classes[0])
+    if not init_from_components(model.head, [n_basic], bench.class_order):
+        raise ConfigError(f"zero-shot: {name} has no basic components among the model's classes")
+    teacher_net = inputs.wrap(copy.deepcopy(basic_model))
+    scores, counts = _score(bench, test, inputs, inputs.wrap(model), teacher_net, device=device)
+    return FewShotResult(compound=name, shots=0, seed=0, shot_indices=[], **counts, epochs=0, lr=0.0,
+                         settings={"mode": "zero-shot", "rule": "mean of the components' output units",
+                                   "cached": inputs.cached, "classes": list(bench.names)}, **scores)
 
 
 def _episode(basic_model: nn.Module, *, train: FaceSet, test: FaceSet, compound: str, shots: int, seed: int,

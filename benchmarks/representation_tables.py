@@ -1,0 +1,85 @@
+"""Print the Markdown tables of docs/benchmarks.md's "Representation levers" section from the results files
+(no number is typed by hand): the validation ablation, and the test results of cfee_cpu / cfee_best /
+cfee_best_landmarks, few-shot by mode and few-shot continual.
+
+    python benchmarks/representation_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+R = Path("benchmarks/results")
+METHODS = ("kdpsmr", "psmr", "gdumb", "icarl", "replay", "joint")
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def ablation() -> str:
+    rows = {}
+    for name in ("representation_tuning.json", "representation_tuning_aux.json"):
+        data = _load(R / name)
+        if data:
+            rows.update(data["variants"])
+    out = ["| variant (validation subjects, KD+PSMR, 1 order) | basic model | Overall | final 21-way | basic retention |",
+           "|---|---|---|---|---|"]
+    for name, v in sorted(rows.items(), key=lambda kv: -(kv[1].get("kdpsmr") or {}).get("overall", 0)):
+        k = v.get("kdpsmr") or {}
+        basic = v.get("geometry_basic_val_accuracy") or v.get("basic_val_accuracy")
+        out.append(f"| {name} | {_pct(basic)} | {_pct(k.get('overall'))} | {_pct(k.get('final'))} | "
+                   f"{_pct(k.get('retention'))} |")
+    return "\n".join(out)
+
+
+def test_results() -> str:
+    out = ["| config | method | Overall (± sd over orders) | final 21-way | basic retention | KD+PSMR ahead by |",
+           "|---|---|---|---|---|---|"]
+    for cfg in ("cfee_cpu", "cfee_best", "cfee_best_landmarks"):
+        data = _load(R / cfg / "results.json")
+        if not data:
+            continue
+        s = data["summary"]
+        for m in METHODS:
+            if m not in s:
+                continue
+            lead = "" if m == "kdpsmr" or "kdpsmr" not in s else \
+                f"{100 * (s['kdpsmr']['overall_accuracy'] - s[m]['overall_accuracy']):+.1f}"
+            out.append(f"| {cfg} | {m} | {_pct(s[m]['overall_accuracy'])} ± "
+                       f"{_pct(s[m].get('overall_accuracy_std_over_orders'))} | {_pct(s[m]['final_accuracy'])} | "
+                       f"{_pct(s[m].get('final_basic_retention'))} | {lead} |")
+    return "\n".join(out)
+
+
+def fewshot() -> str:
+    out = ["| config | mode | shots | episodes | 7-way | new-class recall | basic after | basic before |",
+           "|---|---|---|---|---|---|---|---|"]
+    for cfg in ("cfee_cpu", "cfee_best", "cfee_best_landmarks"):
+        data = _load(R / cfg / "results.json")
+        for r in (data or {}).get("fewshot", []):
+            out.append(f"| {cfg} | {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | "
+                       f"{_pct(r['seven_way_accuracy'])} | {_pct(r['new_class_recall'])} | {_pct(r['basic_accuracy'])} | "
+                       f"{_pct(r.get('basic_accuracy_before'))} |")
+    return "\n".join(out)
+
+
+def fewshot_continual() -> str:
+    out = ["| images per compound | Overall | final 21-way | basic retention |", "|---|---|---|---|"]
+    for d in sorted((R / "cfee_best_fewshot_continual").glob("shots*"), key=lambda p: int(p.name[5:])):
+        s = (_load(d / "results.json") or {}).get("summary", {}).get("kdpsmr")
+        if s:
+            out.append(f"| {d.name[5:]} | {_pct(s['overall_accuracy'])} | {_pct(s['final_accuracy'])} | "
+                       f"{_pct(s.get('final_basic_retention'))} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    for title, table in (("Ablation", ablation()), ("Test", test_results()), ("Few-shot", fewshot()),
+                         ("Few-shot continual", fewshot_continual())):
+        print(f"### {title}\n\n{table}\n")

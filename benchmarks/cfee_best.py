@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--results", default="benchmarks/results", help="where reports are copied (no weights)")
     ap.add_argument("--methods", default=None, help="comma-separated; default: the config's")
     ap.add_argument("--no-fewshot", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue the runs in --work (completed rows are kept)")
     ap.add_argument("--fewshot-continual", default="", help="shots per compound class, e.g. 1,3,5: the continual "
                     "protocol of the last config with only that many images per compound (KD+PSMR, no few-shot phase)")
     args = ap.parse_args()
@@ -45,9 +46,10 @@ def main() -> int:
     for name in args.configs.split(","):
         cfg = load_config(Path("compound_fer/configs") / f"{name}.yaml")
         work = Path(args.work) / name
-        shutil.rmtree(work, ignore_errors=True)
-        resume = False
-        if previous is not None and _basic_settings(previous[0]) == _basic_settings(cfg):
+        if not args.resume:
+            shutil.rmtree(work, ignore_errors=True)
+        resume = args.resume
+        if previous is not None and _basic_settings(previous[0]) == _basic_settings(cfg) and not args.resume:
             (work / "models").mkdir(parents=True)
             for f in (previous[1] / "models").glob("basic_seed*"):
                 shutil.copy2(f, work / "models" / f.name)
@@ -66,8 +68,9 @@ def main() -> int:
         cfg = previous[0].with_overrides(continual={"shots": n, "methods": ["kdpsmr"]}, fewshot={"enabled": False},
                                          name=f"{previous[0].name}_shots{n}")
         work = Path(args.work) / f"{previous[0].name}_fewshot_continual" / f"shots{n}"
-        shutil.rmtree(work, ignore_errors=True)
-        (work / "models").mkdir(parents=True)
+        if not args.resume:
+            shutil.rmtree(work, ignore_errors=True)
+        (work / "models").mkdir(parents=True, exist_ok=True)
         for f in (previous[1] / "models").glob("basic_seed*"):
             shutil.copy2(f, work / "models" / f.name)
         t0 = time.perf_counter()

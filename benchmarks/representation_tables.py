@@ -2,7 +2,8 @@
 (no number is typed by hand): the validation ablation, and the test results of cfee_cpu / cfee_best /
 cfee_best_landmarks, few-shot by mode and few-shot continual.
 
-    python benchmarks/representation_tables.py
+    python benchmarks/representation_tables.py                           # print them
+    python benchmarks/representation_tables.py --write docs/benchmarks.md  # refresh them in the page
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ def _load(path: Path) -> dict | None:
 
 def ablation() -> str:
     rows = {}
-    for name in ("representation_tuning.json", "representation_tuning_aux.json"):
-        data = _load(R / name)
-        if data:
-            rows.update(data["variants"])
+    for path in sorted(R.glob("representation_tuning*.json")):  # one file per tuning process (shared basic model)
+        rows.update(_load(path)["variants"])
     out = ["| variant (validation subjects, KD+PSMR, 1 order) | basic model | Overall | final 21-way | basic retention |",
            "|---|---|---|---|---|"]
     for name, v in sorted(rows.items(), key=lambda kv: -(kv[1].get("kdpsmr") or {}).get("overall", 0)):
@@ -79,7 +78,25 @@ def fewshot_continual() -> str:
     return "\n".join(out)
 
 
+TABLES = {"ablation": ablation, "test": test_results, "fewshot": fewshot, "fewshot_continual": fewshot_continual}
+
+
+def fill(text: str) -> str:
+    """``text`` with the table between each ``<!-- tables:NAME -->`` and ``<!-- /tables:NAME -->`` regenerated."""
+    for name, make in TABLES.items():
+        start, end = f"<!-- tables:{name} -->", f"<!-- /tables:{name} -->"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            text = head + start + "\n" + make() + "\n" + end + rest.split(end, 1)[1]
+    return text
+
+
 if __name__ == "__main__":
-    for title, table in (("Ablation", ablation()), ("Test", test_results()), ("Few-shot", fewshot()),
-                         ("Few-shot continual", fewshot_continual())):
-        print(f"### {title}\n\n{table}\n")
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--write":  # regenerate the tables inside a Markdown page
+        page = Path(sys.argv[2])
+        page.write_text(fill(page.read_text()))
+    else:
+        for name, make in TABLES.items():
+            print(f"### {name}\n\n{make()}\n")

@@ -34,6 +34,18 @@ def test_unfinished_run_takes_basic_rows_from_basic_model_metadata_only(tmp_path
     assert [r["kind"] for r in rows] == ["basic", "continual"]
 
 
+def test_reference_and_kept_episodes_of_one_class_are_two_rows(tmp_path):
+    # a resumed run merges results.json with rows/: the modes live in settings and must not collide
+    (tmp_path / "rows").mkdir()
+    for mode in ("reference", "kept"):
+        row = {"kind": "fewshot", "seed": 0, "repeat": 0, "compound": "Awed", "shots": 1,
+               "new_class_recall": 1.0, "seven_way_accuracy": 0.2, "settings": {"mode": mode}}
+        (tmp_path / "rows" / f"fewshot_{mode}.json").write_text(json.dumps(row))
+        (tmp_path / "results.json").write_text(json.dumps({"command": "A", "rows": [row]}))
+    _, rows = load_rows(tmp_path)
+    assert sorted(r["settings"]["mode"] for r in rows) == ["kept", "reference"]
+
+
 # ------------------------------------------------------------------ torn and empty files
 def _fewshot(compound: str, shots: int = 1) -> dict:
     return {"kind": "fewshot", "seed": 0, "repeat": 0, "compound": compound, "shots": shots,

@@ -188,8 +188,10 @@ def write_report(out_dir: str | Path, *, rows: Sequence[Row | dict], header: dic
 
 
 def _row_key(r: dict) -> tuple:
-    """What identifies a row: the same run written twice (results.json and rows/) counts once."""
-    return tuple(r.get(k) for k in ("kind", "seed", "mode", "method", "order_index", "compound", "shots", "repeat"))
+    """What identifies a row: the same run written twice (results.json and rows/) counts once. A few-shot
+    row's mode sits in its settings: the reference and kept episodes of one class and shot count are two rows."""
+    mode = r.get("mode") or (r.get("settings") or {}).get("mode")
+    return (mode,) + tuple(r.get(k) for k in ("kind", "seed", "method", "order_index", "compound", "shots", "repeat"))
 
 
 def merge_rows(*row_lists: Sequence[dict]) -> list[dict]:

@@ -1,0 +1,72 @@
+"""Wall time of a whole protocol as a user runs it: `compound-fer run --config NAME --methods kdpsmr`.
+
+One process per config, one after the other on the same machine, so the times compare: basic phase,
+trunk maps, the configured class orders of KD+PSMR and the few-shot phase, data loading included.
+The split of the total comes from the run's own rows (basic and per-order seconds); few-shot and loading
+are the remainder. Merges a ``whole_protocol`` section into benchmarks/results/speed.json.
+
+    python benchmarks/protocol_time.py --configs cfee_best,cfee_cpu [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from compound_fer.io import provenance, write_json
+
+
+def _phase_seconds(out: Path) -> dict:
+    """Basic-phase and continual seconds from a finished run's results.json."""
+    rows = json.loads((out / "results.json").read_text(encoding="utf-8"))["rows"]
+    basic = sum(r.get("seconds") or 0.0 for r in rows if r["kind"] == "basic")
+    trunk = sum(r.get("trunk_cache_seconds") or 0.0 for r in rows if r["kind"] == "basic")
+    orders = [r.get("seconds") or 0.0 for r in rows if r["kind"] == "continual"]
+    return {"basic_seconds": round(basic, 1), "trunk_cache_seconds": round(trunk, 1),
+            "continual_seconds_per_order": [round(s, 1) for s in orders],
+            "fewshot_episodes": sum(r["kind"] == "fewshot" for r in rows)}
+
+
+def time_config(name: str, *, threads: int, work: Path) -> dict:
+    """Run one config's whole KD+PSMR protocol in a fresh process and time it."""
+    out = work / name
+    cmd = [sys.executable, "-m", "compound_fer.cli", "run", "--config", name, "--methods", "kdpsmr",
+           "--out", str(out), "--overwrite", "--no-progress", "--threads", str(threads)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    total = time.perf_counter() - t0
+    phases = _phase_seconds(out)
+    rest = total - phases["basic_seconds"] - sum(phases["continual_seconds_per_order"])
+    return {"command": shlex.join(cmd[1:]), "total_seconds": round(total, 1), "total_minutes": round(total / 60, 2),
+            **phases, "fewshot_and_loading_seconds": round(rest, 1), "target_minutes": 15,
+            "within_target": total <= 15 * 60}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="cfee_best,cfee_cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", default="runs/protocol_time", help="run folders (weights stay here)")
+    ap.add_argument("--out", default="benchmarks/results/speed.json")
+    args = ap.parse_args()
+    results = {name: time_config(name, threads=args.threads, work=Path(args.work))
+               for name in args.configs.split(",") if name}
+    path = Path(args.out)
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    doc["whole_protocol"] = {"what": "compound-fer run --methods kdpsmr: basic phase, every class order, few-shot "
+                                     "phase, loading included; one config after the other in fresh processes",
+                             **provenance(seed=0), "threads": args.threads, "configs": results}
+    write_json(path, doc)
+    for name, r in results.items():
+        print(f"{name}: {r['total_minutes']:.1f} min (basic {r['basic_seconds']:.0f} s, "
+              f"orders {r['continual_seconds_per_order']}, few-shot + loading {r['fewshot_and_loading_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,8 @@ reports Overall Accuracy, final accuracy and basic retention per method. Writes
 benchmarks/results/representation_tuning.json.
 
     python benchmarks/tune_representation.py --config cfee_best_landmarks --orders 1
+    python benchmarks/tune_representation.py --config cfee_best --methods '' --fewshot 1,5 \
+        --variants 'fewshot kept;fewshot kept + imprint' --out benchmarks/results/fewshot_tuning.json
 """
 
 from __future__ import annotations
@@ -72,6 +74,28 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
         "model": {"geometry": "none"},
         "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
         "continual": {"component_init": False, "trainable": "head"}},
+    "landmarks + component init + head only + imprint": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head", "prototypes": "imprint"}},
+    "landmarks + head only + ncm": {
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": False, "trainable": "head", "prototypes": "ncm"}},
+    "pixels + aux geometry and AUs + component init + head only + imprint": {
+        "model": {"geometry": "none"},
+        "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": True, "trainable": "head", "prototypes": "imprint"}},
+    "pixels + aux geometry and AUs + head only + ncm": {
+        "model": {"geometry": "none"},
+        "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": False, "trainable": "head", "prototypes": "ncm"}},
+    # few-shot kept episodes (--fewshot): each ingredient on or off, on the config's basic model
+    "fewshot kept": {"fewshot": {"component_init": True, "prototypes": "none"}},
+    "fewshot kept, no component init": {"fewshot": {"component_init": False, "prototypes": "none"}},
+    "fewshot kept, no KD": {"fewshot": {"component_init": True, "prototypes": "none"},
+                            "continual": {"kd": {"gamma0": 0.0}}},
+    "fewshot kept + imprint": {"fewshot": {"component_init": True, "prototypes": "imprint"}},
+    "fewshot kept + imprint, no component init": {"fewshot": {"component_init": False, "prototypes": "imprint"}},
+    "fewshot kept + ncm": {"fewshot": {"component_init": False, "prototypes": "ncm"}},
     "landmarks x0.5 + component init": {
         "model": {"geometry": "landmarks", "geometry_weight": 0.5},
         "continual": {"component_init": True, "trainable": "tail_head"}},
@@ -92,6 +116,12 @@ def _summary(rows: list[dict]) -> dict:
             out["basic_val_accuracy"] = r.get("test_accuracy")  # scored = validation subjects
             if r.get("geometry"):
                 out["geometry_basic_val_accuracy"] = r["geometry"]["test_accuracy"]
+        elif r["kind"] == "fewshot":
+            key = f"fewshot {(r.get('settings') or {}).get('mode', 'reference')} {r['shots']} shot"
+            m = out.setdefault(key, {"seven_way": [], "new_class_recall": [], "basic_after": [], "basic_before": []})
+            for k, v in (("seven_way", "seven_way_accuracy"), ("new_class_recall", "new_class_recall"),
+                         ("basic_after", "basic_accuracy"), ("basic_before", "basic_accuracy_before")):
+                m[k].append(r[v])
         elif r["kind"] == "continual":
             m = out.setdefault(r["method"], {"overall": [], "final": [], "retention": [], "zero_shot_recall": []})
             m["overall"].append(r["overall_accuracy"])
@@ -117,6 +147,8 @@ def main() -> int:
     ap.add_argument("--work", default="runs/tune_representation")
     ap.add_argument("--out", default="benchmarks/results/representation_tuning.json")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    ap.add_argument("--fewshot", default="", help="shots of kept few-shot episodes to score too, e.g. 1,5 "
+                    "(--methods '' for few-shot only)")
     ap.add_argument("--basic-from", default=None, help="a models/ folder whose basic model every variant reuses "
                     "(it must come from the same basic settings)")
     args = ap.parse_args()
@@ -127,8 +159,10 @@ def main() -> int:
 
     path = Path(args.config)
     base = load_config(path if path.suffix else Path("compound_fer/configs") / f"{args.config}.yaml").model_dump(mode="json")
-    base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": {"enabled": False}, "seeds": [args.seed],
-                         "continual": {"methods": args.methods.split(","), "orders": args.orders},
+    shots = [int(n) for n in args.fewshot.split(",") if n]
+    fewshot = {"enabled": True, "shots": shots, "repeats": 1, "mode": "kept"} if shots else {"enabled": False}
+    base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": fewshot, "seeds": [args.seed],
+                         "continual": {"methods": [m for m in args.methods.split(",") if m], "orders": args.orders},
                          **({"threads": args.threads} if args.threads else {})})
     work = Path(args.work)
     shared = Path(args.basic_from).parent if args.basic_from else work / "_basic"

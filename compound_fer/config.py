@@ -132,6 +132,9 @@ class ContinualPhase(_Section):
     # a compound's new output starts as the mean of its basic components' (training/component_init.py)
     component_init: bool = False
     component_rule: Literal["mean", "sum"] = "mean"  # the new unit as the mean or the sum of its components'
+    # class prototypes in the head (training/prototypes.py): imprint new units from their faces' mean
+    # embedding, or ncm (nearest class mean: every unit is its class's mean; needs trainable: head)
+    prototypes: Literal["none", "imprint", "ncm"] = "none"
     kd: KDConfig = KDConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -147,6 +150,13 @@ class ContinualPhase(_Section):
             except ConfigError as err:
                 raise ValueError(str(err)) from None
         return v
+
+    @model_validator(mode="after")
+    def _ncm_needs_frozen_embedding(self) -> "ContinualPhase":
+        if self.prototypes == "ncm" and self.trainable != "head":
+            raise ValueError("continual.prototypes: ncm stores each class's mean embedding when the class arrives, "
+                             "so the embedding must stay frozen: set continual.trainable: head (or prototypes: imprint)")
+        return self
 
     @field_validator("methods")
     @classmethod
@@ -167,6 +177,7 @@ class FewShotPhase(_Section):
     # reference: shots only + KD (the paper); kept: KD+PSMR memory of basic faces + component-initialised output
     mode: Literal["reference", "kept", "both"] = "reference"
     component_init: bool = True  # kept mode: the new output starts from its basic components
+    prototypes: Literal["none", "imprint", "ncm"] = "none"  # kept mode: as continual.prototypes
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 
     @field_validator("shots")
@@ -206,6 +217,13 @@ class ProtocolConfig(_Section):
     threads: int = Field(0, ge=0)
     cache_trunk: bool = True
     loggers: tuple[Literal["csv", "tensorboard"], ...] = ("csv", "tensorboard")
+
+    @model_validator(mode="after")
+    def _fewshot_ncm_needs_frozen_embedding(self) -> "ProtocolConfig":
+        if self.fewshot.prototypes == "ncm" and self.continual.trainable != "head":
+            raise ValueError("fewshot.prototypes: ncm keeps the basic classes' mean embeddings, so kept episodes must "
+                             "leave the embedding frozen: set continual.trainable: head (or prototypes: imprint)")
+        return self
 
     def with_overrides(self, **sections: dict[str, Any]) -> "ProtocolConfig":
         """A copy with some fields replaced, validated again (e.g. from CLI flags)."""

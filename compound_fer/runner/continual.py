@@ -137,6 +137,10 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
         prior = ComponentInitPlugin(class_order=bench.class_order, probe=(inputs.test_x, test_y),
                                     rule=cfg.continual.component_rule, device=cfg.device)
         plugins.append(prior)
+    if cfg.continual.prototypes != "none":  # after component init: imprinting sees the class's faces
+        from compound_fer.training.prototypes import PrototypePlugin
+
+        plugins.append(PrototypePlugin(mode=cfg.continual.prototypes, device=cfg.device))
     strategy = make_strategy(
         method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,

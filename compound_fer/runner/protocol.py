@@ -197,6 +197,7 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
                           batch_size=cfg.fewshot.batch_size, inputs=inputs,
                           include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
                           mode=mode, quota=quota, component_init=cfg.fewshot.component_init,
+                          prototypes=cfg.fewshot.prototypes,
                           trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
                           save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
                                                       f"_{shots}shot{tag}.pt" if save else None)

@@ -103,6 +103,7 @@ def run_fewshot(
     mode: str = "reference",
     quota: int = 17,
     component_init: bool = True,
+    prototypes: str = "none",
     save_to: Any = None,
 ) -> FewShotResult:
     """Train one 7-way few-shot model from ``basic_model`` (left untouched) and score it both ways.
@@ -119,7 +120,8 @@ def run_fewshot(
 
     ``mode="kept"`` keeps the basic classes: KD+PSMR (a PSMR memory of ``quota`` basic faces per class
     replayed with the shots, KD from the basic model) and, with ``component_init``, the new output
-    initialised from the compound's basic components. ``save_to``: write the few-shot model there.
+    initialised from the compound's basic components; ``prototypes`` (``imprint`` or ``ncm``,
+    :mod:`~compound_fer.training.prototypes`) sets it from the shots' mean embedding. ``save_to``: write the few-shot model there.
     """
     if shots < 0:
         raise ConfigError(f"few-shot: shots={shots} must be >= 0 (0: the zero-shot row)")
@@ -142,7 +144,8 @@ def run_fewshot(
     train_opts = {"lr": lr, "optimizer": optimizer, "epochs": epochs, "batch_size": batch_size, "device": device,
                   "seed": seed}
     strategy, plugin = _episode_strategy(mode, inputs.wrap(student), teacher_net, bench, kd_opts=kd_opts,
-                                         train_opts=train_opts, quota=quota, component_init=component_init)
+                                         train_opts=train_opts, quota=quota, component_init=component_init,
+                                         prototypes=prototypes)
     strategy.train(bench.train_stream[1])  # reference: the shots only; kept: the shots + the basic memory
     scores, counts = _score(bench, test, inputs, strategy.model, teacher_net, device=device)
     shot_rows = (bench.settings.get("shots") or {}).get(name, [])
@@ -150,7 +153,8 @@ def run_fewshot(
         compound=name, shots=shots, seed=seed, shot_indices=[int(i) for i in shot_rows], **counts, epochs=epochs,
         lr=lr, settings={"temperature": temperature, "gamma": float(plugin.gamma0), "teacher_padding": teacher_padding,
                          "trainable": trainable, "batch_size": batch_size, "mode": mode,
-                         **({"quota": quota, "component_init": component_init} if mode == "kept" else {}),
+                         **({"quota": quota, "component_init": component_init, "prototypes": prototypes}
+                            if mode == "kept" else {}),
                          "cached": inputs.cached, "classes": list(bench.names)},
         **scores,
     )
@@ -201,14 +205,15 @@ def _episode(basic_model: nn.Module, *, train: FaceSet, test: FaceSet, compound:
 
 
 def _episode_strategy(mode: str, net: nn.Module, teacher_net: nn.Module, bench: Any, *, kd_opts: dict,
-                      train_opts: dict, quota: int, component_init: bool) -> tuple[Any, Any]:
+                      train_opts: dict, quota: int, component_init: bool, prototypes: str = "none") -> tuple[Any, Any]:
     """(strategy, its distillation plugin): naive + KD from the basic model (reference), or KD+PSMR (kept)."""
     from compound_fer.training.distillation import DistillationPlugin
     from compound_fer.training.registry import make_strategy
 
     t = train_opts
     if mode == "kept":
-        return _kept_strategy(net, bench, **kd_opts, **t, quota=quota, component_init=component_init)
+        return _kept_strategy(net, bench, **kd_opts, **t, quota=quota, component_init=component_init,
+                              prototypes=prototypes)
     if mode != "reference":
         raise ConfigError(f"fewshot.mode must be 'reference' or 'kept', got {mode!r}")
     plugin = DistillationPlugin(teacher=teacher_net, **kd_opts, teacher_mode="basic")
@@ -246,13 +251,17 @@ def _save(student: nn.Module, path: Any, *, bench: Any, mode: str, compound: str
 
 def _kept_strategy(net: nn.Module, bench: Any, *, temperature: float, gamma0: float, teacher_padding: str, lr: float,
                    optimizer: str, epochs: int, batch_size: int, device: str, seed: int, quota: int,
-                   component_init: bool) -> tuple[Any, Any]:
+                   component_init: bool, prototypes: str = "none") -> tuple[Any, Any]:
     """KD+PSMR over the episode: experience 0 (zero epochs) fills the PSMR memory with basic faces and
     snapshots the basic model as the KD teacher; the returned strategy then trains the shots + memory."""
     from compound_fer.training.component_init import ComponentInitPlugin
     from compound_fer.training.registry import make_strategy
 
     plugins = [ComponentInitPlugin(class_order=bench.class_order)] if component_init else []
+    if prototypes != "none":
+        from compound_fer.training.prototypes import PrototypePlugin
+
+        plugins.append(PrototypePlugin(mode=prototypes, device=device))
     n_total = len(bench.class_order)
     strategy = make_strategy(
         "kdpsmr", model=net, plugins=plugins, lr=lr, optimizer=optimizer, train_epochs=epochs, train_mb_size=batch_size,

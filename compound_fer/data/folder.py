@@ -15,7 +15,7 @@ from pathlib import Path
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.index import (DataIndex, Reader, build_faceset, check_root, flag_zero_bytes, pick_categories,
+from compound_fer.data.index import (DataIndex, Reader, build_annotated, check_root, flag_zero_bytes, pick_categories,
                                      walk_files)
 from compound_fer.errors import DataError
 
@@ -114,22 +114,15 @@ def read_folder(
     ``detector`` (None: Haar cascades, no landmarks); AUs from ``ROOT/aus.csv`` (else None). Problem
     files are skipped and listed in ``meta['skipped']``; unknown class folders are skipped (or refused
     with ``strict_classes``)."""
-    from compound_fer.data.annotations import au_rows, read_landmarks
-
     index = scan_folder(root, strict_classes=strict_classes)
     pick = pick_categories(index, include)
     if method == "landmarks" and index.landmarks is None and detector is None:
         raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv or the landmark detector "
                         "(detector='mediapipe'); add one or use method='auto'")
-    landmarks = read_landmarks(index.landmarks) if index.landmarks is not None else None
-    aus_csv = index.root / "aus.csv"
-    aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
-    return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
-                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=aus,
-                         pick=pick, detector=detector, no_face=no_face,
-                         extra_meta={"aus": "aus.csv" if aus is not None else None,
-                                     "subjects": "subjects.csv" if index.subjects_known
-                                     else "unknown: one subject id per file (1,000,000 + position)"})
+    return build_annotated(index, pick=pick, image_size=image_size, method=method, margin=margin, cache=cache,
+                           cache_dir=cache_dir, progress=progress, workers=workers, detector=detector, no_face=no_face,
+                           extra_meta={"subjects": "subjects.csv" if index.subjects_known
+                                       else "unknown: one subject id per file (1,000,000 + position)"})
 
 
 #: The fallback layout: any folder is read as labelled class folders (errors name what is missing).

@@ -107,6 +107,18 @@ def flag_zero_bytes(files: Sequence[str], problems: SkipReport) -> None:
             problems.add(f, f"cannot stat: {exc.strerror or exc}")
 
 
+def build_annotated(index: DataIndex, *, pick: Sequence[int], extra_meta: dict, **crop: Any) -> FaceSet:
+    """:func:`build_faceset` with the folder's own annotations: ``landmarks.csv`` (else the detector) and
+    ``aus.csv`` (else no AUs) under the index root; ``crop``: build_faceset's crop options."""
+    from compound_fer.data.annotations import au_rows, read_landmarks
+
+    table = read_landmarks(index.landmarks) if index.landmarks is not None else None
+    aus_csv = index.root / "aus.csv"
+    aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
+    return build_faceset(index, landmarks=table, aus=aus, pick=pick,
+                         extra_meta={**extra_meta, "aus": "aus.csv" if aus is not None else None}, **crop)
+
+
 def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: float, cache: bool,
                   cache_dir: str | os.PathLike | None, progress: bool, workers: int,
                   landmarks: dict[str, np.ndarray] | None, aus: np.ndarray | None,

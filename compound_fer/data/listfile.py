@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compound_fer import taxonomy
-from compound_fer.data.annotations import au_rows, read_landmarks
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.index import (DataIndex, Reader, build_faceset, check_root, flag_zero_bytes, pick_categories,
+from compound_fer.data.index import (DataIndex, Reader, build_annotated, check_root, flag_zero_bytes, pick_categories,
                                      walk_files)
 from compound_fer.errors import DataError
 
@@ -223,16 +222,11 @@ def read_list(root: str | os.PathLike, *, image_size: int = 112, method: str = "
     ``aus.csv``); problem files are skipped and listed in ``meta['skipped']``."""
     index = scan_list(root, strict_classes=strict_classes)
     pick = pick_categories(index, include)
-    table = read_landmarks(index.landmarks) if index.landmarks is not None else None
-    aus_csv = index.root / "aus.csv"
-    aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
-    return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
-                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=table, aus=aus,
-                         pick=pick, detector=detector, no_face=no_face,
-                         extra_meta={"list_file": str(find_list(index.root)),
-                                     "aus": "aus.csv" if aus is not None else None,
-                                     "subjects": "list" if index.subjects_known
-                                     else "unknown: one subject id per file (1,000,000 + position)"})
+    return build_annotated(index, pick=pick, image_size=image_size, method=method, margin=margin, cache=cache,
+                           cache_dir=cache_dir, progress=progress, workers=workers, detector=detector, no_face=no_face,
+                           extra_meta={"list_file": str(find_list(index.root)),
+                                       "subjects": "list" if index.subjects_known
+                                       else "unknown: one subject id per file (1,000,000 + position)"})
 
 
 #: The list-file layout's entry in :data:`compound_fer.data.load.READERS` (before the folder fallback).

@@ -88,6 +88,10 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
         "model": {"geometry": "none"},
         "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
         "continual": {"component_init": False, "trainable": "head", "prototypes": "ncm"}},
+    "landmarks + component init + head only, 160 px": {
+        "data": {"image_size": 160},
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head"}},
     # few-shot kept episodes (--fewshot): each ingredient on or off, on the config's basic model
     "fewshot kept": {"fewshot": {"component_init": True, "prototypes": "none"}},
     "fewshot kept, no component init": {"fewshot": {"component_init": False, "prototypes": "none"}},
@@ -172,7 +176,8 @@ def main() -> int:
         cfg = parse_config(_merge(base, VARIANTS[name]), source=f"variant {name!r}")
         out = work / "".join(ch if ch.isalnum() else "_" for ch in name)
         shutil.rmtree(out, ignore_errors=True)
-        own_basic = "basic" in VARIANTS[name] and not args.basic_from  # its own basic phase: its own model
+        # a variant that changes the basic phase or its inputs trains its own basic model
+        own_basic = ("basic" in VARIANTS[name] or "data" in VARIANTS[name]) and not args.basic_from
         if (shared / "models").is_dir() and not own_basic:  # the shared basic model: variants differ after it
             shutil.copytree(shared / "models", out / "models")
         t0 = time.perf_counter()

@@ -30,6 +30,7 @@ import os
 import pickle
 import random
 import time
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, Mapping
@@ -228,7 +229,9 @@ class StepCheckpoint:
         payload = {"format": FORMAT, "step": int(step), "rng": capture_rng(), "state": dict(state),
                    "utc": time.time()}
         buf = io.BytesIO()
-        _Pickler.make(buf, self.external, self.reference).dump(payload)
+        with warnings.catch_warnings():  # dill warns about classes it pickles by reference (Adam): harmless here
+            warnings.simplefilter("ignore", _dill().PicklingWarning)
+            _Pickler.make(buf, self.external, self.reference).dump(payload)
         path = atomic_write(self.path, lambda f: f.write(buf.getbuffer()), binary=True)
         self.last_bytes, self.last_seconds = buf.tell(), time.perf_counter() - t0
         return path

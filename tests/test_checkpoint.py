@@ -71,3 +71,16 @@ def test_data_sets_under_a_benchmark_are_saved_by_reference(tmp_path):
         _, back = StepCheckpoint(path=tmp_path / f"{size}.ckpt", external=refs).load()
         assert all(torch.equal(back["memory"][i][0], memory[i][0]) for i in range(3))
     assert sizes[0] == sizes[1]
+
+
+def test_writing_a_checkpoint_prints_no_pickling_warning(tmp_path):
+    """dill warns when it pickles a class by reference (an optimizer): harmless, silenced where it is written."""
+    import warnings
+
+    model = nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        StepCheckpoint(path=tmp_path / "a.ckpt").save(step=0, state={"model": model, "optimizer": opt,
+                                                                     "cls": torch.optim.Adam})
+    assert not [w for w in caught if w.category.__name__ == "PicklingWarning"], [str(w.message) for w in caught]

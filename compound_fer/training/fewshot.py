@@ -151,11 +151,10 @@ def run_fewshot(
     shot_rows = (bench.settings.get("shots") or {}).get(name, [])
     result = FewShotResult(
         compound=name, shots=shots, seed=seed, shot_indices=[int(i) for i in shot_rows], **counts, epochs=epochs,
-        lr=lr, settings={"temperature": temperature, "gamma": float(plugin.gamma0), "teacher_padding": teacher_padding,
-                         "trainable": trainable, "batch_size": batch_size, "mode": mode,
+        lr=lr, settings={**kd_opts, "gamma": float(plugin.gamma0), "trainable": trainable, "batch_size": batch_size,
+                         "mode": mode, "cached": inputs.cached, "classes": list(bench.names),
                          **({"quota": quota, "component_init": component_init, "prototypes": prototypes}
-                            if mode == "kept" else {}),
-                         "cached": inputs.cached, "classes": list(bench.names)},
+                            if mode == "kept" else {})},
         **scores,
     )
     if save_to is not None:

@@ -23,17 +23,39 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _method(v: dict) -> tuple[str, dict]:
+    """The variant's scored method: kdpsmr, else the one it ran (e.g. ncm)."""
+    for name, m in v.items():
+        if isinstance(m, dict) and "overall" in m and name == "kdpsmr":
+            return name, m
+    return next(((n, m) for n, m in v.items() if isinstance(m, dict) and "overall" in m), ("", {}))
+
+
 def ablation() -> str:
-    rows = {}
-    for path in sorted(R.glob("representation_tuning*.json")):  # one file per tuning process (shared basic model)
-        rows.update(_load(path)["variants"])
-    out = ["| variant (validation subjects, KD+PSMR, 1 order) | basic model | Overall | final 21-way | basic retention |",
-           "|---|---|---|---|---|"]
-    for name, v in sorted(rows.items(), key=lambda kv: -(kv[1].get("kdpsmr") or {}).get("overall", 0)):
-        k = v.get("kdpsmr") or {}
-        basic = v.get("geometry_basic_val_accuracy") or v.get("basic_val_accuracy")
-        out.append(f"| {name} | {_pct(basic)} | {_pct(k.get('overall'))} | {_pct(k.get('final'))} | "
-                   f"{_pct(k.get('retention'))} |")
+    """One block per tuning file: the variants of a file share one basic model, so compare within a block."""
+    out = ["| run | variant (validation subjects, 1 order) | method | basic model | Overall | final 21-way | "
+           "basic retention |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(R.glob("representation_tuning*.json")):
+        tag = path.stem.replace("representation_tuning", "").strip("_") or "main"
+        rows = _load(path)["variants"]
+        for name, v in sorted(rows.items(), key=lambda kv: -_method(kv[1])[1].get("overall", 0)):
+            method, k = _method(v)
+            basic = v.get("geometry_basic_val_accuracy") or v.get("basic_val_accuracy")
+            out.append(f"| {tag} | {name} | {method} | {_pct(basic)} | {_pct(k.get('overall'))} | "
+                       f"{_pct(k.get('final'))} | {_pct(k.get('retention'))} |")
+    return "\n".join(out)
+
+
+def fewshot_ablation() -> str:
+    """Kept few-shot episodes on validation subjects, one ingredient on or off per row."""
+    data = _load(R / "fewshot_tuning.json")
+    out = ["| variant (validation subjects) | shots | 7-way | new-class recall | basic after | basic before |",
+           "|---|---|---|---|---|---|"]
+    for name, v in (data or {}).get("variants", {}).items():
+        for key, m in sorted((k, m) for k, m in v.items() if k.startswith("fewshot ")):
+            shots = key.split()[2]
+            out.append(f"| {name} | {shots} | {_pct(m['seven_way'])} | {_pct(m['new_class_recall'])} | "
+                       f"{_pct(m['basic_after'])} | {_pct(m['basic_before'])} |")
     return "\n".join(out)
 
 
@@ -78,7 +100,8 @@ def fewshot_continual() -> str:
     return "\n".join(out)
 
 
-TABLES = {"ablation": ablation, "test": test_results, "fewshot": fewshot, "fewshot_continual": fewshot_continual}
+TABLES = {"ablation": ablation, "test": test_results, "fewshot": fewshot, "fewshot_continual": fewshot_continual,
+          "fewshot_ablation": fewshot_ablation}
 
 
 def fill(text: str) -> str:

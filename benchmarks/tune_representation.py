@@ -77,17 +77,17 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     "landmarks + component init + head only + imprint": {
         "model": {"geometry": "landmarks"},
         "continual": {"component_init": True, "trainable": "head", "prototypes": "imprint"}},
-    "landmarks + head only + ncm": {
+    "landmarks, method ncm": {
         "model": {"geometry": "landmarks"},
-        "continual": {"component_init": False, "trainable": "head", "prototypes": "ncm"}},
+        "continual": {"methods": ["ncm"], "component_init": False, "trainable": "head"}},
     "pixels + aux geometry and AUs + component init + head only + imprint": {
         "model": {"geometry": "none"},
         "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
         "continual": {"component_init": True, "trainable": "head", "prototypes": "imprint"}},
-    "pixels + aux geometry and AUs + head only + ncm": {
+    "pixels + aux geometry and AUs, method ncm": {
         "model": {"geometry": "none"},
         "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
-        "continual": {"component_init": False, "trainable": "head", "prototypes": "ncm"}},
+        "continual": {"methods": ["ncm"], "component_init": False, "trainable": "head"}},
     "landmarks + component init + head only, 160 px": {
         "data": {"image_size": 160},
         "model": {"geometry": "landmarks"},

@@ -133,7 +133,7 @@ class ContinualPhase(_Section):
     component_init: bool = False
     component_rule: Literal["mean", "sum"] = "mean"  # the new unit as the mean or the sum of its components'
     # class prototypes in the head (training/prototypes.py): imprint new units from their faces' mean
-    # embedding, or ncm (nearest class mean: every unit is its class's mean; needs trainable: head)
+    # embedding (the method ncm is the nearest-class-mean classifier)
     prototypes: Literal["none", "imprint", "ncm"] = "none"
     kd: KDConfig = KDConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -152,10 +152,10 @@ class ContinualPhase(_Section):
         return v
 
     @model_validator(mode="after")
-    def _ncm_needs_frozen_embedding(self) -> "ContinualPhase":
-        if self.prototypes == "ncm" and self.trainable != "head":
-            raise ValueError("continual.prototypes: ncm stores each class's mean embedding when the class arrives, "
-                             "so the embedding must stay frozen: set continual.trainable: head (or prototypes: imprint)")
+    def _ncm_is_a_method(self) -> "ContinualPhase":
+        if self.prototypes == "ncm":
+            raise ValueError("continual.prototypes: ncm would turn every method into the same nearest-class-mean "
+                             "classifier; add the method ncm to continual.methods instead (or prototypes: imprint)")
         return self
 
     @field_validator("methods")

@@ -73,13 +73,34 @@ def test_kept_episode_with_ncm_scores_the_new_class(data):
     assert res.settings["prototypes"] == "ncm" and res.new_class_recall > 0.5
 
 
-def test_ncm_refuses_an_embedding_that_continual_steps_train():
-    with pytest.raises(ConfigError, match="continual.trainable: head"):
-        parse_config({"continual": {"prototypes": "ncm", "trainable": "tail_head"}})
+def test_ncm_is_a_method_and_refuses_an_embedding_that_kept_episodes_train():
+    with pytest.raises(ConfigError, match="method ncm"):
+        parse_config({"continual": {"prototypes": "ncm", "trainable": "head"}})
     with pytest.raises(ConfigError, match="continual.trainable: head"):
         parse_config({"fewshot": {"prototypes": "ncm"}, "continual": {"trainable": "tail_head"}})
     with pytest.raises(ConfigError, match="prototypes"):
         PrototypePlugin(mode="median")
+
+
+def test_ncm_method_trains_nothing_and_predicts_from_stored_means(tmp_path):
+    cfg = parse_config({
+        "name": "tiny-ncm",
+        "data": {"source": "synthetic", "image_size": 32, "synthetic": {"n_subjects": 10, "per_subject": 1}},
+        "model": {"backbone": "small_cnn", "pretrained": False},
+        "basic": {"epochs": 1, "batch_size": 32},
+        "continual": {"methods": ["ncm"], "orders": 1, "epochs": 1, "trainable": "head", "augment_views": 1},
+        "fewshot": {"enabled": False}, "threads": 1, "loggers": [],
+    })
+    rows = run_protocol(cfg, out_dir=tmp_path, progress=False)
+    row = next(r for r in rows if r["kind"] == "continual")
+    assert row["method"] == "ncm" and len(row["step_accuracy"]) == 16
+    from compound_fer.model_io import load_model
+
+    basic, _ = load_model(tmp_path / "models" / "basic_seed0.pt")
+    ncm, _ = load_model(tmp_path / "models" / "ncm_seed0.pt")
+    for name, value in basic.state_dict().items():  # nothing but the head's units changed
+        if not name.startswith("head."):
+            assert torch.equal(value, ncm.state_dict()[name]), name
 
 
 def test_protocol_with_imprinted_prototypes_runs_and_saves_a_plain_model(tmp_path):

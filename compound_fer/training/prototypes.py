@@ -7,8 +7,9 @@ Two uses, one plugin (the embedding is what the head's Linear reads: ``model.fea
   & Lowe 2018), then trained as usual. With one image the new class already has a direction of its own.
 * ``ncm``: nearest class mean. After each experience every seen class's unit *is* its prototype (cosine
   to the class mean of centred embeddings, SimpleShot's CL2N), whatever training did to the head. Means
-  are stored when a class arrives (vectors, not images), so this needs an embedding that continual
-  steps leave frozen (``continual.trainable: head``).
+  are stored when a class arrives (vectors, not images), so this needs an embedding that stays frozen.
+  As a continual method it is registered as ``ncm`` (no training at all: the frozen embedding of the
+  basic model and one stored mean per class); in kept few-shot episodes it is ``fewshot.prototypes: ncm``.
 
 Centring subtracts the mean embedding of the basic faces (experience 0); it rides in the bias, so the
 head stays a plain Linear and KD, replay, Grad-CAM and saved models work unchanged.
@@ -24,6 +25,7 @@ from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader
 
 from compound_fer.errors import ConfigError
+from compound_fer.training.entry import StrategyArgs, register
 
 PrototypeMode = Literal["none", "imprint", "ncm"]
 MODES = ("none", "imprint", "ncm")
@@ -90,3 +92,17 @@ class PrototypePlugin(SupervisedPlugin):
             if c < len(w):
                 w[c] = self.scale * self.means[c].to(w)
                 b[c] = -(w[c] @ self.centre.to(w))
+
+
+@register("ncm", summary="nearest class mean on the basic model's frozen embedding (no training; one mean per "
+          "class, no images kept)", uses_memory=False)
+def build_ncm(*, model: torch.nn.Module, args: StrategyArgs, evaluator, plugins) -> object:  # noqa: ANN001
+    """Every class's unit is its centred mean embedding, stored when the class arrives; nothing trains."""
+    from avalanche.training.supervised import Naive
+
+    from compound_fer.training.baselines import common_kwargs
+
+    plugins = [*plugins, PrototypePlugin(mode="ncm", device=args.device)]
+    strategy = Naive(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    strategy.train_epochs = 0  # the means are the classifier: no gradient step
+    return strategy

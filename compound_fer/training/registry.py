@@ -19,7 +19,7 @@ __all__ = ["Builder", "Entry", "StrategyArgs", "available", "check_method_option
 
 def _load_builtin() -> None:
     """Import the method modules (one file per family); importing fills the registry."""
-    from compound_fer.training import baselines, omni, pathnet, purified, strategies  # noqa: F401 - they register
+    from compound_fer.training import baselines, omni, pathnet, prototypes, purified, strategies  # noqa: F401
 
 
 def available() -> dict[str, Entry]:

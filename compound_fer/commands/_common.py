@@ -17,8 +17,13 @@ PACKAGED = Path(__file__).resolve().parents[1] / "configs"
 PROJECT_ROOT = PACKAGED.parents[1]
 
 
+def packaged_names() -> str:
+    """The packaged configs' names, for help and error messages."""
+    return ", ".join(sorted(x.stem for x in PACKAGED.glob("*.yaml")))
+
+
 def resolve_config(name_or_path: str) -> Path:
-    """A config path, or the name of a packaged one (``demo``, ``cfee_cpu``, ``cfee_reference``)."""
+    """A config path, or the name of a packaged one (``demo``, ``cfee_cpu``, ``cfee_best``, ...)."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -27,8 +32,8 @@ def resolve_config(name_or_path: str) -> Path:
     packaged = PACKAGED / f"{p.stem}.yaml"
     if packaged.is_file() and p.suffix in ("", ".yaml", ".yml") and len(p.parts) == 1:
         return packaged
-    names = ", ".join(sorted(x.stem for x in PACKAGED.glob("*.yaml")))
-    raise ConfigError(f"--config {name_or_path}: no such file, and no packaged config of that name ({names})")
+    raise ConfigError(f"--config {name_or_path}: no such file, and no packaged config of that name "
+                      f"({packaged_names()})")
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None, data: bool = True,
@@ -36,7 +41,7 @@ def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None,
     """The options of run-like commands; ``data=False`` (demo) hides --data/--test-data, ``continual=False``
     (fewshot) hides --methods, --orders and --no-fewshot."""
     p.add_argument("--config", default=default_config,
-                   help="YAML protocol file or packaged name (demo, cfee_cpu, cfee_reference)")
+                   help=f"YAML protocol file or packaged name ({packaged_names()})")
     if data:
         p.add_argument("--data", help="a CFEE release or labelled-folder root (overrides data.path)")
         p.add_argument("--test-data", help="an external test folder: every subject of --data trains")
@@ -188,8 +193,7 @@ def _config_from_args(args: argparse.Namespace, overrides: dict):
     from compound_fer.config import load_config
 
     if not args.config:
-        raise ConfigError("--config is required: a YAML protocol file or a packaged name (demo, cfee_cpu, "
-                          "cfee_reference)")
+        raise ConfigError(f"--config is required: a YAML protocol file or a packaged name ({packaged_names()})")
     config_file = resolve_config(args.config)
     cfg = load_config(config_file)  # refuses an empty file and seeds: [] (compound_fer.config)
     threads = parse_int(args.threads, "--threads", minimum=1)

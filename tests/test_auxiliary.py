@@ -65,3 +65,16 @@ def test_basic_training_with_auxiliary_heads_learns_the_geometry():
     with torch.no_grad():
         after = float(aux.loss(model.features(faces.float_images()), torch.arange(len(faces))))
     assert after < 0.85 * before  # 1.05 -> 0.76 measured (seed 0)
+
+
+def test_without_per_face_aus_the_au_head_learns_the_class_prototypical_aus():
+    """A folder with no aus.csv: the targets are Du et al.'s prototypical AUs of each face's class."""
+    from compound_fer import taxonomy
+    from compound_fer.training.auxiliary import describe
+
+    faces = dataclasses.replace(_faces(), aus=None)
+    aux = AuxiliaryTargets(in_features=8, faces=faces, au_weight=1.0)
+    happy = int(torch.nonzero(faces.labels == taxonomy.label_of("Happy"))[0])
+    on = {au for au, v in zip(taxonomy.ACTION_UNITS, aux.aus[happy].tolist()) if v == 1.0}
+    assert on == set(taxonomy.by_name("Happy").prototypical) and aux.aus.sum(1).min() > 0
+    assert describe(aux)["au_targets"] == "class prototypes"

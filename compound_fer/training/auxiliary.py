@@ -1,7 +1,8 @@
 """Auxiliary supervision in the basic phase: the image branch learns what landmarks and FACS coding know.
 
 Two linear heads on the pooled CNN embedding predict each basic training face's standardised landmark
-geometry (regression) and its action-unit intensities (the FACS sheet, in [0, 1]). Only the basic phase
+geometry (regression) and its action-unit intensities (the FACS sheet, in [0, 1]; where a data set has
+no per-face AUs, its class's prototypical AUs, Du et al. 2014's table). Only the basic phase
 sees them, on basic faces only; at test time the model takes pixels alone (the image-only setting), but
 its embedding was shaped by geometry and AUs, which compound expressions share with their components.
 """
@@ -13,8 +14,19 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import ConfigError
+
+
+def class_prototype_aus(labels: Tensor) -> Tensor:
+    """(N, len(ACTION_UNITS)) targets: 1 for each prototypical AU of the face's class, else 0."""
+    column = {au: i for i, au in enumerate(taxonomy.ACTION_UNITS)}
+    out = torch.zeros(len(labels), len(column))
+    for row, label in enumerate(labels.tolist()):
+        for au in taxonomy.CATEGORIES[int(label)].prototypical:
+            out[row, column[au]] = 1.0
+    return out
 
 
 def _geometry_targets(faces: FaceSet) -> tuple[Tensor, Tensor]:
@@ -41,18 +53,20 @@ class AuxiliaryTargets(nn.Module):
     def __init__(self, *, in_features: int, faces: FaceSet, geometry_weight: float = 0.0, au_weight: float = 0.0) -> None:
         super().__init__()
         self.geometry_weight = float(geometry_weight) if faces.landmarks is not None else 0.0
-        self.au_weight = float(au_weight) if faces.aus is not None else 0.0
+        self.au_weight = float(au_weight)
+        self.au_source = "per face" if faces.aus is not None else "class prototypes"
         if self.geometry_weight <= 0 and self.au_weight <= 0:
-            raise ConfigError("basic.aux_geometry / basic.aux_aus need faces with landmarks / action units "
-                              "(the CFEE release, or a folder's landmarks.csv / aus.csv)")
+            raise ConfigError("basic.aux_geometry needs faces with landmarks (the CFEE release, a folder's "
+                              "landmarks.csv or data.landmark_detector); set basic.aux_aus instead or as well")
         if self.geometry_weight > 0:
             g, gf = _geometry_targets(faces)
             self.register_buffer("geo", g)
             self.register_buffer("geo_flipped", gf)
             self.geometry_head = nn.Linear(in_features, g.shape[1])
         if self.au_weight > 0:
-            self.register_buffer("aus", faces.aus.float())
-            self.au_head = nn.Linear(in_features, faces.aus.shape[1])
+            aus = faces.aus.float() if faces.aus is not None else class_prototype_aus(faces.labels)
+            self.register_buffer("aus", aus)
+            self.au_head = nn.Linear(in_features, aus.shape[1])
 
     def loss(self, features: Tensor, idx: Tensor, flips: Tensor | None = None) -> Tensor:
         """Weighted auxiliary loss of the batch ``idx`` (rows of ``faces``); ``flips``: rows shown mirrored."""
@@ -80,5 +94,6 @@ def describe(aux: AuxiliaryTargets | None) -> dict | None:
         return None
     out = {"geometry_weight": aux.geometry_weight, "au_weight": aux.au_weight}
     if aux.au_weight > 0:
+        out["au_targets"] = aux.au_source
         out["faces_with_aus"] = int(np.isfinite(aux.aus.numpy()).all(1).sum())
     return out

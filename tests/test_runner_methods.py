@@ -7,9 +7,9 @@ from compound_fer.runner import run_protocol
 from compound_fer.training.registry import available
 from test_runner import TINY as BASE
 
-#: methods that predict differently from the basic model at step 0 by design: iCaRL classifies by
+#: methods that predict differently from the basic model at step 0 by design: iCaRL and NCM classify by
 #: nearest class mean; PathNet trains its own paths and head on the basic classes
-OWN_STEP0 = {"icarl", "pathnet"}
+OWN_STEP0 = {"icarl", "ncm", "pathnet"}
 
 TINY = {
     **BASE,

@@ -92,6 +92,19 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
         "data": {"image_size": 160},
         "model": {"geometry": "landmarks"},
         "continual": {"component_init": True, "trainable": "head"}},
+    "landmarks + component init + head only, 224 px": {
+        "data": {"image_size": 224},
+        "model": {"geometry": "landmarks"},
+        "continual": {"component_init": True, "trainable": "head"}},
+    "landmarks, method ncm, 160 px": {
+        "data": {"image_size": 160},
+        "model": {"geometry": "landmarks"},
+        "continual": {"methods": ["ncm"], "component_init": False, "trainable": "head"}},
+    "pixels + aux geometry and AUs + component init + head only, 160 px": {
+        "data": {"image_size": 160},
+        "model": {"geometry": "none"},
+        "basic": {"aux_geometry": 1.0, "aux_aus": 1.0},
+        "continual": {"component_init": True, "trainable": "head"}},
     # few-shot kept episodes (--fewshot): each ingredient on or off, on the config's basic model
     "fewshot kept": {"fewshot": {"component_init": True, "prototypes": "none"}},
     "fewshot kept, no component init": {"fewshot": {"component_init": False, "prototypes": "none"}},

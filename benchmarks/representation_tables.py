@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 R = Path("benchmarks/results")
-METHODS = ("kdpsmr", "psmr", "gdumb", "icarl", "replay", "joint")
+METHODS = ("kdpsmr", "psmr", "ncm", "gdumb", "icarl", "replay", "joint")
+CONFIGS = ("cfee_cpu", "cfee_best_112px", "cfee_best_landmarks_112px", "cfee_best", "cfee_best_landmarks")
 
 
 def _pct(x) -> str:
@@ -62,7 +63,7 @@ def fewshot_ablation() -> str:
 def test_results() -> str:
     out = ["| config | method | Overall (± sd over orders) | final 21-way | basic retention | KD+PSMR ahead by |",
            "|---|---|---|---|---|---|"]
-    for cfg in ("cfee_cpu", "cfee_best", "cfee_best_landmarks"):
+    for cfg in CONFIGS:
         data = _load(R / cfg / "results.json")
         if not data:
             continue
@@ -81,7 +82,7 @@ def test_results() -> str:
 def fewshot() -> str:
     out = ["| config | mode | shots | episodes | 7-way | new-class recall | basic after | basic before |",
            "|---|---|---|---|---|---|---|---|"]
-    for cfg in ("cfee_cpu", "cfee_best", "cfee_best_landmarks"):
+    for cfg in CONFIGS:
         data = _load(R / cfg / "results.json")
         for r in (data or {}).get("fewshot", []):
             out.append(f"| {cfg} | {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | "
@@ -91,12 +92,13 @@ def fewshot() -> str:
 
 
 def fewshot_continual() -> str:
-    out = ["| images per compound | Overall | final 21-way | basic retention |", "|---|---|---|---|"]
-    for d in sorted((R / "cfee_best_fewshot_continual").glob("shots*"), key=lambda p: int(p.name[5:])):
-        s = (_load(d / "results.json") or {}).get("summary", {}).get("kdpsmr")
-        if s:
-            out.append(f"| {d.name[5:]} | {_pct(s['overall_accuracy'])} | {_pct(s['final_accuracy'])} | "
-                       f"{_pct(s.get('final_basic_retention'))} |")
+    out = ["| config | images per compound | Overall | final 21-way | basic retention |", "|---|---|---|---|---|"]
+    for cfg in ("cfee_best_112px", "cfee_best"):
+        for d in sorted((R / f"{cfg}_fewshot_continual").glob("shots*"), key=lambda p: int(p.name[5:])):
+            s = (_load(d / "results.json") or {}).get("summary", {}).get("kdpsmr")
+            if s:
+                out.append(f"| {cfg} | {d.name[5:]} | {_pct(s['overall_accuracy'])} | {_pct(s['final_accuracy'])} | "
+                           f"{_pct(s.get('final_basic_retention'))} |")
     return "\n".join(out)
 
 

@@ -82,20 +82,26 @@ def test_ncm_is_a_method_and_refuses_an_embedding_that_kept_episodes_train():
         PrototypePlugin(mode="median")
 
 
-def test_ncm_method_trains_nothing_and_predicts_from_stored_means(tmp_path):
+def _tiny_run(tmp_path, **continual) -> dict:
+    """The continual row of a tiny synthetic protocol with ``continual`` settings (head-only steps)."""
     cfg = parse_config({
-        "name": "tiny-ncm",
+        "name": "tiny-prototypes",
         "data": {"source": "synthetic", "image_size": 32, "synthetic": {"n_subjects": 10, "per_subject": 1}},
         "model": {"backbone": "small_cnn", "pretrained": False},
         "basic": {"epochs": 1, "batch_size": 32},
-        "continual": {"methods": ["ncm"], "orders": 1, "epochs": 1, "trainable": "head", "augment_views": 1},
+        "continual": {"orders": 1, "epochs": 1, "trainable": "head", "augment_views": 1, **continual},
         "fewshot": {"enabled": False}, "threads": 1, "loggers": [],
     })
     rows = run_protocol(cfg, out_dir=tmp_path, progress=False)
     row = next(r for r in rows if r["kind"] == "continual")
-    assert row["method"] == "ncm" and len(row["step_accuracy"]) == 16
+    assert len(row["step_accuracy"]) == 16
+    return row
+
+
+def test_ncm_method_trains_nothing_and_predicts_from_stored_means(tmp_path):
     from compound_fer.model_io import load_model
 
+    assert _tiny_run(tmp_path, methods=["ncm"])["method"] == "ncm"
     basic, _ = load_model(tmp_path / "models" / "basic_seed0.pt")
     ncm, _ = load_model(tmp_path / "models" / "ncm_seed0.pt")
     for name, value in basic.state_dict().items():  # nothing but the head's units changed
@@ -104,18 +110,7 @@ def test_ncm_method_trains_nothing_and_predicts_from_stored_means(tmp_path):
 
 
 def test_protocol_with_imprinted_prototypes_runs_and_saves_a_plain_model(tmp_path):
-    cfg = parse_config({
-        "name": "tiny-prototypes",
-        "data": {"source": "synthetic", "image_size": 32, "synthetic": {"n_subjects": 10, "per_subject": 1}},
-        "model": {"backbone": "small_cnn", "pretrained": False},
-        "basic": {"epochs": 1, "batch_size": 32},
-        "continual": {"methods": ["kdpsmr"], "orders": 1, "epochs": 1, "trainable": "head", "augment_views": 1,
-                      "prototypes": "imprint", "component_init": True},
-        "fewshot": {"enabled": False}, "threads": 1, "loggers": [],
-    })
-    rows = run_protocol(cfg, out_dir=tmp_path, progress=False)
-    row = next(r for r in rows if r["kind"] == "continual")
-    assert len(row["step_accuracy"]) == 16
+    _tiny_run(tmp_path, methods=["kdpsmr"], prototypes="imprint", component_init=True)
     assert (tmp_path / "models" / "kdpsmr_seed0.pt").is_file()
 
 

@@ -42,7 +42,13 @@ def time_config(name: str, *, threads: int, work: Path) -> dict:
     total = time.perf_counter() - t0
     phases = _phase_seconds(out)
     rest = total - phases["basic_seconds"] - sum(phases["continual_seconds_per_order"])
-    return {"command": shlex.join(cmd[1:]), "total_seconds": round(total, 1), "total_minutes": round(total / 60, 2),
+    from compound_fer.commands._common import resolve_config
+    from compound_fer.config import load_config
+    from compound_fer.io import git_commit
+
+    size = load_config(resolve_config(name)).data.image_size
+    return {"command": shlex.join(cmd[1:]), "commit": git_commit(), "image_size": size,
+            "total_seconds": round(total, 1), "total_minutes": round(total / 60, 2),
             **phases, "fewshot_and_loading_seconds": round(rest, 1), "target_minutes": 15,
             "within_target": total <= 15 * 60}
 
@@ -58,9 +64,10 @@ def main() -> int:
                for name in args.configs.split(",") if name}
     path = Path(args.out)
     doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    earlier = doc.get("whole_protocol", {}).get("configs", {})  # other configs keep their figures
     doc["whole_protocol"] = {"what": "compound-fer run --methods kdpsmr: basic phase, every class order, few-shot "
                                      "phase, loading included; one config after the other in fresh processes",
-                             **provenance(seed=0), "threads": args.threads, "configs": results}
+                             **provenance(seed=0), "threads": args.threads, "configs": {**earlier, **results}}
     write_json(path, doc)
     for name, r in results.items():
         print(f"{name}: {r['total_minutes']:.1f} min (basic {r['basic_seconds']:.0f} s, "

@@ -110,6 +110,12 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     "fewshot kept, no component init": {"fewshot": {"component_init": False, "prototypes": "none"}},
     "fewshot kept, no KD": {"fewshot": {"component_init": True, "prototypes": "none"},
                             "continual": {"kd": {"gamma0": 0.0}}},
+    "fewshot kept, no memory": {"fewshot": {"component_init": True, "prototypes": "none"},
+                                "continual": {"memory_fraction": 0.0}},
+    "fewshot kept, memory 0.05": {"fewshot": {"component_init": True, "prototypes": "none"},
+                                  "continual": {"memory_fraction": 0.05}},
+    "fewshot kept, memory 0.1": {"fewshot": {"component_init": True, "prototypes": "none"},
+                                 "continual": {"memory_fraction": 0.1}},
     "fewshot kept + imprint": {"fewshot": {"component_init": True, "prototypes": "imprint"}},
     "fewshot kept + imprint, no component init": {"fewshot": {"component_init": False, "prototypes": "imprint"}},
     "fewshot kept + ncm": {"fewshot": {"component_init": False, "prototypes": "ncm"}},
@@ -163,6 +169,8 @@ def main() -> int:
     ap.add_argument("--variants", default=";".join(VARIANTS), help="names of VARIANTS, separated by ;")
     ap.add_argument("--work", default="runs/tune_representation")
     ap.add_argument("--out", default="benchmarks/results/representation_tuning.json")
+    ap.add_argument("--image-size", type=int, default=112, help="crop size of every variant that sets none (the "
+                    "levers were tuned at 112 px; the shipped configs now say 160)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     ap.add_argument("--fewshot", default="", help="shots of kept few-shot episodes to score too, e.g. 1,5 "
                     "(--methods '' for few-shot only)")
@@ -179,6 +187,7 @@ def main() -> int:
     shots = [int(n) for n in args.fewshot.split(",") if n]
     fewshot = {"enabled": True, "shots": shots, "repeats": 1, "mode": "kept"} if shots else {"enabled": False}
     base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": fewshot, "seeds": [args.seed],
+                         "data": {"image_size": args.image_size},
                          "continual": {"methods": [m for m in args.methods.split(",") if m], "orders": args.orders},
                          **({"threads": args.threads} if args.threads else {})})
     work = Path(args.work)

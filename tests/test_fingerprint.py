@@ -56,3 +56,20 @@ def test_a_setting_added_by_newer_code_counts_as_its_default_in_an_older_folder(
     assert fingerprint.differences(old, new) == []
     new["settings"]["model.dropout"] = 0.5  # not the default: a real difference
     assert [d.split(":")[0] for d in fingerprint.differences(old, new)] == ["model.dropout"]
+
+
+def test_a_basic_model_of_another_image_size_is_refused_even_without_a_fingerprint(tmp_path):
+    """Scripts that share a basic model copy models/ alone (no fingerprint.json): a model trained at 32 px
+    would load into a 48 px run and silently score other inputs (seen: validation 80.5% -> 72.7%)."""
+    import shutil
+
+    from test_runner import TINY
+    from compound_fer.runner import run_protocol
+
+    cfg = parse_config({**TINY, "continual": {**TINY["continual"], "methods": ["naive"]}, "fewshot": {"enabled": False},
+                        "loggers": []})
+    run_protocol(cfg, out_dir=tmp_path / "a", progress=False)
+    shutil.copytree(tmp_path / "a" / "models", tmp_path / "b" / "models")
+    bigger = cfg.with_overrides(data={"image_size": 48})
+    with pytest.raises(ConfigError, match=r"basic_seed0\.pt was made with other settings \(image_size: 32 there, 48"):
+        run_protocol(bigger, out_dir=tmp_path / "b", resume=True, progress=False)

@@ -35,8 +35,10 @@ def build_basic_model(cfg: ProtocolConfig, num_classes: int) -> nn.Module:
                        head=cfg.model.head, dropout=cfg.model.dropout, image_size=cfg.data.image_size)
 
 
-def _load_saved(model: nn.Module, weights: Path) -> dict | None:
-    """The saved basic model's info (weights loaded into ``model``), or None when absent or unusable."""
+def _load_saved(model: nn.Module, weights: Path, expected: dict) -> dict | None:
+    """The saved basic model's info (weights loaded into ``model``), or None when absent or unusable.
+    A model made with other ``expected`` settings (image size, backbone, head) is refused, naming them:
+    its weights would load, and silently score another input size."""
     from compound_fer.model_io import load_state_dict
 
     meta_path = weights.with_suffix(".json")
@@ -44,6 +46,10 @@ def _load_saved(model: nn.Module, weights: Path) -> dict | None:
         return None
     try:
         info = json.loads(meta_path.read_text())
+        differ = [f"{k}: {info[k]} there, {v} in the config" for k, v in expected.items() if k in info and info[k] != v]
+        if differ:
+            raise ConfigError(f"resume: {weights} was made with other settings ({'; '.join(differ)}); "
+                              "use another --out, or --overwrite to train it again")
         model.load_state_dict(load_state_dict(weights))
     except (WeightsError, ValueError, RuntimeError) as err:  # half-written or foreign files: train again
         log.warning("resume: %s cannot be reloaded (%s); training the basic phase again", weights,
@@ -101,7 +107,8 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     seed_everything(seed)  # before building: the head's (and an unpretrained trunk's) init is seeded too
     model = model if model is not None else build_basic_model(cfg, len(labels))
     weights = out_dir / "models" / f"basic_seed{seed}.pt"
-    info = _load_saved(model, weights) if resume else None
+    expected = {"image_size": cfg.data.image_size, "backbone": cfg.model.backbone, "head": cfg.model.head}
+    info = _load_saved(model, weights, expected) if resume else None
     if info is not None:
         return model, info
     tr, va, te = (s.where(labels=labels) for s in (splits.train, splits.val, splits.test))

@@ -110,8 +110,8 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     "fewshot kept, no component init": {"fewshot": {"component_init": False, "prototypes": "none"}},
     "fewshot kept, no KD": {"fewshot": {"component_init": True, "prototypes": "none"},
                             "continual": {"kd": {"gamma0": 0.0}}},
-    "fewshot kept, memory 1 face per class": {  # memory_fraction 0: the quota's floor of 1"fewshot": {"component_init": True, "prototypes": "none"},
-                                              "continual": {"memory_fraction": 0.0}},
+    "fewshot kept, memory 1 face per class": {  # memory_fraction 0: the quota's floor of 1
+        "fewshot": {"component_init": True, "prototypes": "none"}, "continual": {"memory_fraction": 0.0}},
     "fewshot kept, memory 0.05": {"fewshot": {"component_init": True, "prototypes": "none"},
                                   "continual": {"memory_fraction": 0.05}},
     "fewshot kept, memory 0.1": {"fewshot": {"component_init": True, "prototypes": "none"},

@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from compound_fer.io import provenance, write_json
+from compound_fer.commands._common import resolve_config
+from compound_fer.config import load_config
+from compound_fer.io import git_commit, provenance, write_json
 
 
 def _phase_seconds(out: Path) -> dict:
@@ -42,10 +44,6 @@ def time_config(name: str, *, threads: int, work: Path) -> dict:
     total = time.perf_counter() - t0
     phases = _phase_seconds(out)
     rest = total - phases["basic_seconds"] - sum(phases["continual_seconds_per_order"])
-    from compound_fer.commands._common import resolve_config
-    from compound_fer.config import load_config
-    from compound_fer.io import git_commit
-
     size = load_config(resolve_config(name)).data.image_size
     return {"command": shlex.join(cmd[1:]), "commit": git_commit(), "image_size": size,
             "total_seconds": round(total, 1), "total_minutes": round(total / 60, 2),

@@ -26,10 +26,9 @@ def _load(path: Path) -> dict | None:
 
 def _method(v: dict) -> tuple[str, dict]:
     """The variant's scored method: kdpsmr, else the one it ran (e.g. ncm)."""
-    for name, m in v.items():
-        if isinstance(m, dict) and "overall" in m and name == "kdpsmr":
-            return name, m
-    return next(((n, m) for n, m in v.items() if isinstance(m, dict) and "overall" in m), ("", {}))
+    scored = {n: m for n, m in v.items() if isinstance(m, dict) and "overall" in m}
+    name = "kdpsmr" if "kdpsmr" in scored else next(iter(scored), "")
+    return name, scored.get(name, {})
 
 
 def ablation() -> str:

@@ -46,8 +46,8 @@ def _load_saved(model: nn.Module, weights: Path, expected: dict) -> dict | None:
         return None
     try:
         info = json.loads(meta_path.read_text())
-        differ = [f"{k}: {info[k]} there, {v} in the config" for k, v in expected.items() if k in info and info[k] != v]
-        if differ:
+        differ = [f"{k}: {info[k]} there, {v} in the config" for k, v in expected.items() if info.get(k, v) != v]
+        if differ:  # a ConfigError is not caught below: the user must choose, not silently retrain
             raise ConfigError(f"resume: {weights} was made with other settings ({'; '.join(differ)}); "
                               "use another --out, or --overwrite to train it again")
         model.load_state_dict(load_state_dict(weights))

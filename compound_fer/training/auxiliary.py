@@ -21,12 +21,10 @@ from compound_fer.errors import ConfigError
 
 def class_prototype_aus(labels: Tensor) -> Tensor:
     """(N, len(ACTION_UNITS)) targets: 1 for each prototypical AU of the face's class, else 0."""
-    column = {au: i for i, au in enumerate(taxonomy.ACTION_UNITS)}
-    out = torch.zeros(len(labels), len(column))
-    for row, label in enumerate(labels.tolist()):
-        for au in taxonomy.CATEGORIES[int(label)].prototypical:
-            out[row, column[au]] = 1.0
-    return out
+    from compound_fer.data.synthetic import prototype_aus
+
+    rows = {c: prototype_aus(taxonomy.CATEGORIES[c].name, intensity=1.0) for c in set(labels.tolist())}
+    return torch.from_numpy(np.stack([rows[c] for c in labels.tolist()])).float()
 
 
 def _geometry_targets(faces: FaceSet) -> tuple[Tensor, Tensor]:

@@ -27,8 +27,7 @@ from torch.utils.data import DataLoader
 from compound_fer.errors import ConfigError
 from compound_fer.training.entry import StrategyArgs, register
 
-PrototypeMode = Literal["none", "imprint", "ncm"]
-MODES = ("none", "imprint", "ncm")
+PrototypeMode = Literal["imprint", "ncm"]
 
 
 @torch.no_grad()
@@ -60,7 +59,7 @@ class PrototypePlugin(SupervisedPlugin):
     def __init__(self, *, mode: PrototypeMode = "imprint", device: str = "cpu") -> None:
         super().__init__()
         if mode not in ("imprint", "ncm"):
-            raise ConfigError(f"prototypes must be one of {', '.join(MODES)}, got {mode!r}")
+            raise ConfigError(f"prototypes must be 'imprint' or 'ncm', got {mode!r}")
         self.mode = mode
         self.device = device
         self.centre: torch.Tensor | None = None

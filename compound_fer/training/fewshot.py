@@ -120,9 +120,8 @@ def run_fewshot(
 
     ``mode="kept"`` keeps the basic classes: KD+PSMR (a PSMR memory of ``quota`` basic faces per class
     replayed with the shots, KD from the basic model) and, with ``component_init``, the new output
-    initialised from the compound's basic components; ``prototypes`` (``imprint`` or ``ncm``,
-    :mod:`~compound_fer.training.prototypes`) sets it from the shots' mean embedding.
-    ``save_to``: write the few-shot model there.
+    initialised from the compound's basic components; ``prototypes`` (``imprint`` / ``ncm``, see
+    :mod:`~compound_fer.training.prototypes`) sets it from the shots' mean embedding; ``save_to``: the model.
     """
     if shots < 0:
         raise ConfigError(f"few-shot: shots={shots} must be >= 0 (0: the zero-shot row)")

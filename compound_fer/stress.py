@@ -116,7 +116,7 @@ def run_stream(method: str, spec: StreamSpec) -> list[StepStats]:
     from avalanche.benchmarks import nc_benchmark
     from avalanche.training.plugins import EvaluationPlugin
 
-    from compound_fer.training.registry import make_strategy
+    from compound_fer.training.registry import entry_of, make_strategy
 
     train, test = _blobs(spec)
     n_exp = 1 + spec.n_classes - spec.first
@@ -125,7 +125,8 @@ def run_stream(method: str, spec: StreamSpec) -> list[StepStats]:
     strategy = make_strategy(method, model=_model(spec), evaluator=EvaluationPlugin(loggers=[]), lr=1e-2,
                              train_epochs=spec.epochs, train_mb_size=spec.batch_size, eval_mb_size=256,
                              mem_size=spec.memory, num_classes_total=spec.n_classes, seed=spec.seed,
-                             extra={"memory_mode": "limit", "max_size": spec.memory})
+                             options={k: v for k, v in {"memory_mode": "limit", "max_size": spec.memory}.items()
+                                      if k in entry_of(method).options_type.model_fields})
     out: list[StepStats] = []
     for step, exp in enumerate(bench.train_stream):
         t0, c0 = time.perf_counter(), time.process_time()

@@ -492,7 +492,7 @@ def test_test_data_lacking_compound_classes_fails_before_the_basic_phase(tmp_pat
     refused(["run", "--config", cfg, "--test-data", tmp_path / "nope", "--out", tmp_path / "new"], "nope",
             "no such folder", capsys=capsys)
     refused(["run", "--config", cfg, "--test-data", test, "--mode", "reference", "--out", tmp_path / "new"],
-            "--test-data", "--mode reference", capsys=capsys)
+            "--test-data", "'reference'", "--mode reference", capsys=capsys)
     assert snapshot(out) == before
 
 
@@ -667,18 +667,20 @@ def test_disk_full_in_the_middle_of_a_run_keeps_the_rows_written_and_resume_fini
     assert sorted(r.get("method", "") for r in rows) == ["", "naive", "replay"]
 
 
-def test_api_external_test_set_lacking_compounds_fails_before_the_basic_phase(tmp_path, monkeypatch):
+def test_api_external_test_set_lacking_compounds_fails_before_the_basic_phase(tmp_path):
     import yaml
 
     import compound_fer.runner.protocol as protocol
-    from compound_fer.data.synthetic import generate
+    from compound_fer.runner.plan import MissingTestClasses
 
-    cfg = parse_config(yaml.safe_load(TINY_YAML)).with_overrides(data={"source": "path", "path": str(tmp_path)})
-    partial = generate(categories=[*taxonomy.basic_names(), "Awed"], n_subjects=2, per_subject=1, image_size=32)
-    monkeypatch.setattr(protocol, "load_dataset", lambda cfg, path=None, progress=True: partial)
-    with pytest.raises(DataError, match=r"test data .*test.*no usable image of .*Sadly angry.*fewshot --compounds"):
-        protocol.run_protocol(cfg, out_dir=tmp_path / "out", test_path=str(tmp_path / "test"), progress=False)
-    assert not list((tmp_path / "out").glob("models/*"))  # no basic phase was run
+    train = labelled_folder(tmp_path / "train", [*taxonomy.basic_names(), "Awed"])
+    cfg = parse_config(yaml.safe_load(TINY_YAML)).with_overrides(data={"source": "path", "path": str(train)})
+    test = labelled_folder(tmp_path / "test", [*taxonomy.basic_names(), "Awed"])
+    with pytest.raises(MissingTestClasses, match=r"data\.test_path .*test.*no image of .*Sadly angry.*"
+                                                 r"fewshot\.compounds") as err:
+        protocol.run_protocol(cfg, out_dir=tmp_path / "out", test_path=str(test), progress=False)
+    assert err.value.present == ["Awed"] and "--" not in str(err.value)  # library messages name config keys
+    assert not (tmp_path / "out").exists()  # refused while planning: no folder, no basic phase
 
 
 def test_loading_a_step_checkpoint_prints_nothing(tmp_path, capfd):

@@ -92,7 +92,9 @@ def test_distilled_replay_keeps_old_classes_in_a_continual_stream():
     from avalanche.training.plugins import EvaluationPlugin
 
     from compound_fer.training.omni import DistilledReplayPlugin, build_omni
-    from compound_fer.training.purified import _template
+    from avalanche.training.templates import SupervisedTemplate
+
+    from compound_fer.training.template import template_kwargs
     from compound_fer.training.registry import StrategyArgs
 
     x, y = faces(range(8), 4, seed=1, noise=1.0)
@@ -101,7 +103,7 @@ def test_distilled_replay_keeps_old_classes_in_a_continual_stream():
     bench = nc_benchmark(tensor_dataset(x, y), tensor_dataset(xt, yt), n_experiences=2, task_labels=False,
                          fixed_class_order=list(range(C)), per_exp_classes={0: 2})
     args = StrategyArgs(lr=3e-3, train_epochs=6, train_mb_size=16, mem_size=8, num_classes_total=C,
-                        extra={"dm_iterations": 60, "pool": pool, "mine_per_class": 5})
+                        options={"dm_iterations": 60, "pool": pool, "mine_per_class": 5})
     old_acc = {}
     for name in ("naive", "omni"):
         torch.manual_seed(0)
@@ -109,7 +111,8 @@ def test_distilled_replay_keeps_old_classes_in_a_continual_stream():
         if name == "omni":
             strategy = build_omni(model=model, args=args, evaluator=EvaluationPlugin(loggers=[]))
         else:
-            strategy = _template(model=model, args=args, evaluator=EvaluationPlugin(loggers=[]), plugins=[])
+            strategy = SupervisedTemplate(model=model, **template_kwargs(model=model, args=args, plugins=[],
+                                                                         evaluator=EvaluationPlugin(loggers=[])))
         for exp in bench.train_stream:
             strategy.train(exp)
         old_acc[name] = accuracy(model.eval(), xt[yt < 2], yt[yt < 2])

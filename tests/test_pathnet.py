@@ -47,7 +47,7 @@ def run():
     bench = nc_benchmark(tensor_dataset(x, y), tensor_dataset(xt, yt), n_experiences=3, task_labels=False,
                          fixed_class_order=list(range(CLASSES)), per_exp_classes={0: 3})
     args = StrategyArgs(lr=5e-3, train_epochs=4, train_mb_size=16, mem_size=30, num_classes_total=CLASSES,
-                        extra={"pathnet_layers": 2, "pathnet_modules": 6, "pathnet_active": 2, "pathnet_hidden": 16,
+                        options={"pathnet_layers": 2, "pathnet_modules": 6, "pathnet_active": 2, "pathnet_hidden": 16,
                                "population": 4, "tournament_steps": 3})
     strategy = build_pathnet(model=Backbone(), args=args, evaluator=EvaluationPlugin(loggers=[]))
     return strategy, bench, (xt, yt)

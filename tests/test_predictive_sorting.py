@@ -12,7 +12,7 @@ from torch import nn
 from compound_fer.errors import ConfigError
 from compound_fer.models import FERModel, GrowingHead
 from compound_fer.training.predictive_sorting import (
-    PredictiveSortingSelection, PSMRBuffer, PSMRPlugin, psmr_quota,
+    PredictiveSortingSelection, PSMRBuffer, PSMRPlugin,
 )
 
 
@@ -132,8 +132,13 @@ def test_limit_mode_fixes_total_and_shrinks_lists_from_the_bottom():
 
 
 def test_quota_formula():
-    assert psmr_quota(total_train_images=4600, num_classes_total=21) == round(0.3 * 4600 / 21)
-    assert psmr_quota(total_train_images=100, num_classes_total=10, memory_fraction=0.5) == 5
+    from compound_fer.memory import memory_budget
+
+    assert memory_budget(memory_fraction=0.3, n_train_images=4600, n_classes_total=21) == (1380, 1380 // 21)
+    assert memory_budget(memory_fraction=0.5, n_train_images=100, n_classes_total=10).quota == 5
+    assert memory_budget(memory_fraction=0.0, n_train_images=100, n_classes_total=10) == (0, 1)
+    assert PSMRPlugin(memory_fraction=0.0, total_train_images=100, num_classes_total=10).quota == 1
+    assert PSMRPlugin(memory_fraction=0.5, total_train_images=100, num_classes_total=10).quota == 5
 
 
 def test_plugin_reproduces_reference_schedule():

@@ -59,7 +59,7 @@ def train(weight: float | None, seed: int = 0):
     torch.manual_seed(seed)  # after nc_benchmark, which reseeds the global generator
     model = TinyNet()
     args = StrategyArgs(lr=3e-3, train_epochs=25, train_mb_size=32, num_classes_total=N_CLASSES,
-                        extra={"purify_weight": weight or 0.0})
+                        options={"purify_weight": weight or 0.0})
     strategy = build_purified(model=model, args=args, evaluator=EvaluationPlugin(loggers=[]))
     strategy.train(bench.train_stream[0])
     return model, (x, y, s), (xt, yt)

@@ -6,7 +6,7 @@ import pytest
 
 from compound_fer.config import parse_config
 from compound_fer.errors import ConfigError
-from compound_fer.runner import memory_budget, run_protocol
+from compound_fer.runner import resolve_plan, run_protocol
 
 TINY = {
     "name": "tiny",
@@ -69,8 +69,10 @@ def test_resume_skips_completed_rows(tiny_run):
 
 
 def test_memory_budget_is_the_reference_formula():
-    cfg = parse_config({"continual": {"memory_fraction": 0.3}})
-    assert memory_budget(cfg, 1400, 21) == (420, 20)
+    plan = resolve_plan(parse_config({"continual": {"memory_fraction": 0.3}}))
+    assert plan.memory(1400, 21) == (420, 20)
+    # a fraction of 0 (which the config allows) keeps one image per class, everywhere the quota is used
+    assert resolve_plan(parse_config({"continual": {"memory_fraction": 0.0}})).memory(1400, 21) == (0, 1)
 
 
 def test_unknown_method_is_a_clear_error(tmp_path):

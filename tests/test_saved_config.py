@@ -11,7 +11,7 @@ import pytest
 from compound_fer.cli import main
 from compound_fer.config import load_config, parse_config
 from compound_fer.errors import ConfigError
-from compound_fer.runner import effective_config, run_protocol
+from compound_fer.runner import effective_config, resolve_plan, run_protocol
 
 TIMING = {"seconds", "step_seconds", "train_seconds_after_basic", "trunk_cache_seconds"}
 #: seconds on CPU: 8 faces a class, one epoch everywhere; the CLI overrides below change most of it
@@ -78,11 +78,34 @@ def test_unknown_method_option_names_method_key_and_valid_keys():
     bad = {**TINY, "continual": {**TINY["continual"], "method_options": {"lwf": {"alpah": 2.0}}}}
     with pytest.raises(ConfigError, match=r"method_options\.lwf: unknown option\(s\) alpah; valid keys: alpha, "
                                           r"temperature"):
-        parse_config(bad, source="bad.yaml")
+        resolve_plan(parse_config(bad, source="bad.yaml"))
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        parse_config({**TINY, "continual": {"method_options": {"nope": {}}}})
+        resolve_plan(parse_config({**TINY, "continual": {"method_options": {"nope": {}}}}))
+    with pytest.raises(ConfigError, match=r"continual\.methods: unknown method 'nope'"):
+        resolve_plan(parse_config({**TINY, "continual": {"methods": ["nope"]}}))
     ok = {**TINY, "continual": {**TINY["continual"], "method_options": {"kdpsmr+purified": {"purify_weight": 0.1}}}}
-    assert parse_config(ok).continual.method_options == {"kdpsmr+purified": {"purify_weight": 0.1}}
+    plan = resolve_plan(parse_config(ok))
+    assert plan.method("kdpsmr+purified").options.purify_weight == 0.1
+    # the runner's distillation settings reach the methods that declare them; the others get none
+    assert plan.method("kdpsmr").options.temperature == 3.0 and plan.method("replay").options.model_fields == {}
+
+
+def test_mistyped_method_option_is_refused_in_the_config_file_and_on_the_command_line(tmp_path, capsys):
+    bad = {**TINY, "continual": {**TINY["continual"], "method_options": {"kdpsmr": {"gamma0": "lots"}}}}
+    with pytest.raises(ConfigError, match=r"continual\.method_options\.kdpsmr\.gamma0: .*number.*'lots'"):
+        resolve_plan(parse_config(bad))
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["run", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "kdpsmr.gamma0" in err and "Traceback" not in err
+    path.write_text(yaml.safe_dump({**TINY, "continual": {**TINY["continual"],
+                                                           "method_options": {"lwf": {"alpah": 1}}}}))
+    assert main(["run", "--config", str(path), "--methods", "lwf", "--out", str(tmp_path / "out2")]) == 2
+    assert "method_options.lwf: unknown option(s) alpah" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_docs_list_every_method_and_option():

@@ -78,14 +78,14 @@ def test_registry_builds_the_method_and_ablations_with_options():
     assert {"kdpsmr", "kd", "psmr"} <= set(entries)
     assert entries["kdpsmr"].uses_memory and not entries["kd"].uses_memory
     s = make_strategy("kdpsmr", model=_mlp(0, 3), lr=1e-5, mem_size=210, num_classes_total=21, eval_mb_size=32,
-                      extra={"temperature": 2.0, "teacher_padding": "mask", "memory_mode": "grow", "unrelated": 1})
+                      options={"temperature": 2.0, "teacher_padding": "mask", "memory_mode": "grow"})
     assert isinstance(s, KDPSMR) and s.eval_mb_size == 32 and s.train_mb_size == 16
     assert s.kd.temperature == 2.0 and s.kd.teacher_padding == "mask" and s.kd.gamma0 == 0.1
     assert s.psmr.quota == 10  # mem_size // num_classes_total
     assert s.optimizer.param_groups[0]["lr"] == 1e-5
-    k = make_strategy("kd", model=_mlp(0, 3), extra={"quota": 5})
+    k = make_strategy("kd", model=_mlp(0, 3), gamma0=0.2)
     assert isinstance(k, KDOnly) and k.psmr is None and k.kd is not None
-    p = make_strategy("psmr", model=_mlp(0, 3), mem_size=100, extra={"quota": 7, "memory_mode": "limit"})
+    p = make_strategy("psmr", model=_mlp(0, 3), mem_size=100, options={"quota": 7, "memory_mode": "limit"})
     assert isinstance(p, PSMROnly) and p.kd is None and p.psmr.quota == 7 and p.psmr.max_size == 100
 
 
@@ -100,3 +100,24 @@ def test_docs_snippet_runs():
     assert model.num_classes == 8
     assert isinstance(strategy, KDPSMR) and strategy.kd.step == 2
     assert sorted(strategy.psmr.buffer.classes) == list(range(8))
+
+
+@pytest.mark.parametrize("kwargs, key", [({"train_epoch": 3}, "train_epoch"), ({"quota": 5}, "quota"),
+                                         ({"options": {"alpah": 1.0}}, "alpah")])
+def test_make_strategy_refuses_an_unknown_option_naming_method_and_key(kwargs, key):
+    from compound_fer.errors import ConfigError
+    from compound_fer.training.registry import make_strategy
+
+    method = "kd" if key == "quota" else "lwf"
+    with pytest.raises(ConfigError, match=rf"method '{method}': unknown option\(s\) {key}; valid keys: "):
+        make_strategy(method, model=_mlp(0, 3), **kwargs)
+
+
+def test_make_strategy_refuses_a_mistyped_option_naming_method_and_key():
+    from compound_fer.errors import ConfigError
+    from compound_fer.training.registry import make_strategy
+
+    with pytest.raises(ConfigError, match=r"method 'lwf'\.alpha: .*number.*'strong'"):
+        make_strategy("lwf", model=_mlp(0, 3), alpha="strong")
+    with pytest.raises(ConfigError, match=r"method 'kdpsmr'\.memory_mode: .*'grow' or 'limit'"):
+        make_strategy("kdpsmr", model=_mlp(0, 3), memory_mode="forever")

@@ -9,8 +9,9 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from compound_fer.errors import ConfigError, DataError
+from compound_fer.errors import CompoundFERError, ConfigError, DataError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "configs"
 #: The project root of a source checkout (where the packaged configs' relative data paths point).
@@ -148,40 +149,6 @@ def check_device(device: str, config_file: Path) -> None:
             raise ConfigError(f"device: {device} (in {config_file}) is not available on this machine; set device: cpu")
 
 
-def check_test_data(test_path: str, cfg, *, data_path: str | None, continual: bool, fewshot: bool) -> None:
-    """The external test folder holds every compound class the run will test (a listing, no decoding).
-
-    A folder holding none of the protocol's classes is left to the loader, whose message says more."""
-    from compound_fer import taxonomy
-    from compound_fer.data.load import scan
-
-    protocol = set(taxonomy.basic_names(include_neutral=cfg.data.include_neutral)) | set(taxonomy.compound_names())
-    have = set(scan(test_path).category_counts()) & protocol
-    if not have:
-        return
-    if data_path:
-        train = set(scan(data_path).category_counts()) & protocol
-        if train and not train & have:
-            raise DataError(f"--test-data {test_path}: its classes ({', '.join(sorted(have))}) share none with "
-                            f"--data {data_path} ({', '.join(sorted(train))}); check the folder names")
-    needed: list[str] = []
-    if continual:
-        needed += taxonomy.compound_names()
-    if fewshot:
-        needed += list(cfg.fewshot.compounds or taxonomy.compound_names())
-    missing = [n for n in dict.fromkeys(needed) if n not in have]
-    if not missing:
-        return
-    present = [n for n in taxonomy.compound_names() if n in have]
-    hint = ("the continual phase tests every compound class, so add their images"
-            if continual else "add their images")
-    if present:
-        hint += (f", or run the few-shot phase alone on the classes it has: compound-fer fewshot --test-data "
-                 f"{shlex.quote(test_path)} --compounds {shlex.quote(','.join(present))}")
-    raise DataError(f"--test-data {test_path}: no image of {len(missing)} compound class(es) this run tests "
-                    f"({', '.join(missing)}); {hint}")
-
-
 def _check_folder(path: str, option: str) -> None:
     p = Path(path).expanduser()
     if not p.is_dir():
@@ -189,67 +156,94 @@ def _check_folder(path: str, option: str) -> None:
                                                 else "no such folder"))
 
 
-def _config_from_args(args: argparse.Namespace, overrides: dict):
+#: command-line flag -> the config key it sets: library messages name the key, the CLI the flag the user typed
+FLAG_KEYS = {"--test-data": "data.test_path", "--data": "data.path", "--methods": "continual.methods",
+             "--orders": "continual.orders", "--seeds": "seeds", "--threads": "threads"}
+
+
+def _overrides_from_args(args: argparse.Namespace, overrides: dict, methods: list[str] | None) -> tuple[Any, dict]:
+    """The config file's config, and every option of the command line as one set of config overrides."""
     from compound_fer.config import load_config
 
     if not args.config:
         raise ConfigError(f"--config is required: a YAML protocol file or a packaged name ({packaged_names()})")
     config_file = resolve_config(args.config)
     cfg = load_config(config_file)  # refuses an empty file and seeds: [] (compound_fer.config)
+    over: dict = {"data": {}, "continual": {}, **overrides}
     threads = parse_int(args.threads, "--threads", minimum=1)
     if threads is not None:
-        overrides["threads"] = threads
-    data, test_data = getattr(args, "data", None), getattr(args, "test_data", None)
-    if data:
-        _check_folder(data, "--data")
-        overrides["data"] = {"source": "path", "path": data}
-    if test_data:
-        _check_folder(test_data, "--test-data")
-    if args.mode:
-        overrides["evaluation"] = {"mode": args.mode}
-    if overrides:
-        cfg = cfg.with_overrides(**overrides)
-    if not data and cfg.data.source == "path":
-        data = resolve_data_path(cfg.data.path, key="data.path", config_file=config_file)
-    if not test_data and cfg.data.test_path:
-        test_data = resolve_data_path(cfg.data.test_path, key="data.test_path", config_file=config_file)
-    check_device(cfg.device, config_file)
-    return cfg, data, test_data
-
-
-def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
-    """Check every option, then run the protocol and print its tables."""
-    from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
-    from compound_fer.runner import run_protocol
-
+        over["threads"] = threads
     seeds = parse_int_list(args.seeds, "--seeds")
+    if seeds is not None:
+        over["seeds"] = seeds
     orders = parse_int(getattr(args, "orders", None), "--orders", minimum=1)
-    cfg, data, test_data = _config_from_args(args, dict(overrides or {}))
+    if orders is not None:
+        over["continual"]["orders"] = orders
     if methods is None and getattr(args, "methods", None) is not None:
         methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise ConfigError(f"--methods {args.methods!r}: name at least one method (see `compound-fer run "
                               f"--list-methods`)")
-    fewshot = False if getattr(args, "no_fewshot", False) else None
-    if methods:
-        from compound_fer.training.registry import available
-
-        unknown = [m for m in methods if m not in available()]
-        if unknown:
-            raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown)}; available: {', '.join(available())}")
-    continual = bool(cfg.continual.methods if methods is None else methods)
+    if methods is not None:
+        over["continual"]["methods"] = methods
+    if getattr(args, "no_fewshot", False):
+        over["fewshot"] = {**over.get("fewshot", {}), "enabled": False}
+    if args.mode:
+        over["evaluation"] = {"mode": args.mode}
+    data, test_data = getattr(args, "data", None), getattr(args, "test_data", None)
+    if data:
+        _check_folder(data, "--data")
+        over["data"].update(source="path", path=data)
+    elif cfg.data.source == "path":
+        over["data"]["path"] = resolve_data_path(cfg.data.path, key="data.path", config_file=config_file)
     if test_data:
-        if cfg.evaluation.mode != "strict":
-            raise ConfigError(f"--test-data needs evaluation.mode: strict, got {cfg.evaluation.mode!r}: drop "
-                              f"--mode reference or --test-data")
-        check_test_data(test_data, cfg, data_path=data, continual=continual,
-                        fewshot=cfg.fewshot.enabled if fewshot is None else fewshot)
-    out = check_out_dir(Path(args.out or Path("runs") / cfg.name))
+        _check_folder(test_data, "--test-data")
+        over["data"]["test_path"] = test_data
+    elif cfg.data.test_path:
+        over["data"]["test_path"] = resolve_data_path(cfg.data.test_path, key="data.test_path",
+                                                      config_file=config_file)
+    check_device(cfg.device, config_file)
+    return cfg, {k: v for k, v in over.items() if v != {}}
+
+
+def _with_flags(err: CompoundFERError, args: argparse.Namespace) -> CompoundFERError:
+    """``err`` with the config keys the command line set named by their flags."""
+    from compound_fer.runner.plan import MissingTestClasses
+
+    test_data = getattr(args, "test_data", None)
+    if isinstance(err, MissingTestClasses) and test_data:
+        hint = ("the continual phase tests every compound class, so add their images"
+                if err.needs_all else "add their images")
+        if err.present:
+            hint += (f", or run the few-shot phase alone on the classes it has: compound-fer fewshot --test-data "
+                     f"{shlex.quote(test_data)} --compounds {shlex.quote(','.join(err.present))}")
+        return DataError(f"--test-data {test_data}: no image of {len(err.missing)} compound class(es) this run "
+                         f"tests ({', '.join(err.missing)}); {hint}")
+    msg = str(err)
+    for flag, key in FLAG_KEYS.items():
+        if getattr(args, flag[2:].replace("-", "_"), None) is not None:
+            msg = msg.replace(key, flag)
+    if args.mode:
+        msg = msg.replace(f"got {args.mode!r}", f"got {args.mode!r} (--mode {args.mode})")
+    return type(err)(msg)
+
+
+def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
+    """Turn the command line into config overrides, resolve the run's plan (every check, once), run it and
+    print its tables."""
+    from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
+    from compound_fer.runner import resolve_plan, run_plan
+
+    cfg, over = _overrides_from_args(args, dict(overrides or {}), methods)
+    try:
+        plan = resolve_plan(cfg, over)
+    except CompoundFERError as err:
+        raise _with_flags(err, args) from None
+    out = check_out_dir(Path(args.out or Path("runs") / plan.config.name))
     command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
-    # run_protocol checks the folder's fingerprint first (compound_fer.fingerprint), before any data is made
-    run_protocol(cfg, out_dir=out, data_path=data, test_path=test_data, methods=methods, orders=orders, seeds=seeds,
-                 fewshot=fewshot, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                 command=command)
+    # run_plan checks the folder's fingerprint first (compound_fer.fingerprint), before any data is made
+    run_plan(plan, out_dir=out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+             command=command)
     _, rows = load_rows(out)  # every row in the folder, as results.md shows them (a resumed run adds to it)
     print(markdown_tables(summarize(rows), fewshot_summary(rows), [r for r in rows if r.get("kind") == "basic"]))
     print(f"results: {out}/results.md, results.json, results.csv, figures/")

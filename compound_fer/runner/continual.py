@@ -16,31 +16,36 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+from avalanche.logging import CSVLogger, TensorboardLogger
+from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
+from compound_fer import distributed as dist
+from compound_fer.checkpoint import CheckpointError, StepCheckpoint, benchmark_refs, step_pause
 from compound_fer.config import ProtocolConfig
 from compound_fer.evaluation.metrics import ContinualRecord
 from compound_fer.evaluation.rows import ContinualRow
+from compound_fer.fusion import sidecar
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
+from compound_fer.model_io import save_model
 from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.dataset import Splits
+from compound_fer.runner.plan import MethodPlan, RunPlan
+from compound_fer.scenarios import basic_to_compound
 from compound_fer.seeding import seed_everything
+from compound_fer.training.component_init import ComponentInitPlugin
+from compound_fer.training.heads import pregrow_head
+from compound_fer.training.prototypes import PrototypePlugin
+from compound_fer.training.purified import benchmark_subjects
+from compound_fer.training.registry import make_strategy
 
 log = logging.getLogger(__name__)
 
 
-def memory_budget(cfg: ProtocolConfig, n_train_images: int, n_classes_total: int) -> tuple[int, int]:
-    """The reference's budget: M = memory_fraction x all training images; quota m = M // classes."""
-    total = int(round(cfg.continual.memory_fraction * n_train_images))
-    return total, max(1, total // n_classes_total)
-
-
 def make_evaluator(cfg: ProtocolConfig, log_dir: Path | None) -> Any:
     """Avalanche's epoch loss/accuracy metrics to its CSV and TensorBoard loggers (nothing on stdout)."""
-    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
-    from avalanche.logging import CSVLogger, TensorboardLogger
-    from avalanche.training.plugins import EvaluationPlugin
 
     loggers = []
     if log_dir is not None:
@@ -56,6 +61,27 @@ def _close_loggers(evaluator: Any) -> None:
         close = getattr(lg, "close", None)
         if close:
             close()
+
+
+@dataclass(frozen=True)
+class OrderJob:
+    """One continual run: a method of the plan over one class order, with the seed of its basic model."""
+
+    method: MethodPlan
+    order_index: int
+    order: tuple[str, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a continual run writes: its model (``save_to``), Avalanche logs, its step checkpoint (``resume``:
+    continue from it)."""
+
+    save_to: Path | None = None
+    log_dir: Path | None = None
+    checkpoint: Path | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -88,69 +114,58 @@ class ContinualRun:
         return [list(c) for c in self.bench.experience_classes]
 
 
-def _strategy_options(cfg: ProtocolConfig, method: str, quota: int) -> dict[str, Any]:
-    """The method's ``extra`` options: distillation settings, memory mode and quota, then method_options."""
-    kd = cfg.continual.kd
-    return {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
-            "teacher_mode": kd.teacher_mode, "feature_weight": kd.feature_weight,
-            "memory_mode": cfg.continual.memory_mode, "quota": quota,
-            **dict(cfg.continual.method_options.get(method, {}))}
+def component_plugins(cfg: ProtocolConfig, *, class_order: Sequence[int], rule: str, prototypes: str,
+                      probe: Any = None) -> tuple[list[Any], Any]:
+    """The plugins that set new outputs (continual and kept few-shot runs alike): compound outputs from their
+    basic components (``rule`` "none": off), then class prototypes; returns (plugins, the component plugin)."""
+    plugins: list[Any] = []
+    prior = None
+    if rule != "none":
+        prior = ComponentInitPlugin(class_order=class_order, probe=probe, rule=rule, device=cfg.device)
+        plugins.append(prior)
+    if prototypes != "none":  # after component init: imprinting sees the class's faces
+        plugins.append(PrototypePlugin(mode=prototypes, device=cfg.device))
+    return plugins, prior
 
 
-def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence[str], basic_model: nn.Module,
-          splits: Splits, inputs: Inputs, seed: int, log_dir: Path | None = None) -> ContinualRun:
+def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Splits, inputs: Inputs,
+          log_dir: Path | None = None) -> ContinualRun:
     """Stage 1: a seeded copy of the basic model, the benchmark of this order and the method's strategy."""
-    from compound_fer import distributed as dist
-    from compound_fer.scenarios import basic_to_compound
-    from compound_fer.training.heads import pregrow_head
-    from compound_fer.training.registry import available, make_strategy
-
-    entry = available()[method]
-    seed_everything(seed * 1000 + order_index)
+    cfg, entry = plan.config, job.method.entry
+    seed_everything(job.seed * 1000 + job.order_index)
     model = copy.deepcopy(basic_model)
     model.set_trainable(cfg.continual.trainable)
-    n_total = len(basic_labels(cfg)) + len(order)
+    n_total = len(basic_labels(cfg)) + len(job.order)
     if dist.is_distributed():  # DDP needs fixed parameter shapes: grow the head now, units masked until trained
         pregrow_head(model.head, n_total)
     net = inputs.wrap(model)
-    mem_total, quota = memory_budget(cfg, len(splits.train), n_total)
+    budget = plan.memory(len(splits.train), n_total)
     self_capping = entry.caps_new_class
     bench = basic_to_compound(
-        train=splits.train, test=splits.test, compound_order=list(order),
+        train=splits.train, test=splits.test, compound_order=list(job.order),
         include_neutral=cfg.data.include_neutral, classes_per_exp=cfg.continual.classes_per_step,
-        new_class_cap=quota if (cfg.continual.cap_new_class and not self_capping and cfg.continual.shots is None)
-        else None, shots=cfg.continual.shots, seed=seed,
-        train_inputs=inputs.train, test_inputs=inputs.test_view,
+        new_class_cap=budget.quota if (cfg.continual.cap_new_class and not self_capping
+                                       and cfg.continual.shots is None) else None,
+        shots=cfg.continual.shots, seed=job.seed, train_inputs=inputs.train, test_inputs=inputs.test_view,
         train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
     )
-    extra = _strategy_options(cfg, method, quota)
-    if entry.needs_subjects:  # PurifiedLearning: subject ids of every training sample, experience by experience
-        from compound_fer.training.purified import benchmark_subjects
-
-        extra["subjects"] = benchmark_subjects(bench, splits.train)
+    # PurifiedLearning: subject ids of every training sample, experience by experience
+    subjects = benchmark_subjects(bench, splits.train) if entry.needs_subjects else None
     evaluator = make_evaluator(cfg, log_dir)
     test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
-    plugins, prior = list(dist.training_plugins()), None
-    if cfg.continual.component_init:  # compound outputs start from their components; zero-shot accuracy recorded
-        from compound_fer.training.component_init import ComponentInitPlugin
-
-        prior = ComponentInitPlugin(class_order=bench.class_order, probe=(inputs.test_x, test_y),
-                                    rule=cfg.continual.component_rule, device=cfg.device)
-        plugins.append(prior)
-    if cfg.continual.prototypes != "none":  # after component init: imprinting sees the class's faces
-        from compound_fer.training.prototypes import PrototypePlugin
-
-        plugins.append(PrototypePlugin(mode=cfg.continual.prototypes, device=cfg.device))
+    own, prior = component_plugins(cfg, class_order=bench.class_order, probe=(inputs.test_x, test_y),
+                                   rule=cfg.continual.component_rule if cfg.continual.component_init else "none",
+                                   prototypes=cfg.continual.prototypes)
     strategy = make_strategy(
-        method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
+        job.method.name, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
-        device=cfg.device, mem_size=mem_total, num_classes_total=n_total, seed=seed, extra=extra,
-        plugins=plugins,
+        device=cfg.device, mem_size=budget.total, num_classes_total=n_total, seed=job.seed,
+        options=job.method.with_quota(budget.quota), subjects=subjects, plugins=[*dist.training_plugins(), *own],
     )
     exp_classes = [list(c) for c in bench.experience_classes]
     return ContinualRun(
-        method=method, order_index=order_index, order=list(order), seed=seed, model=model, net=net,
-        strategy=strategy, evaluator=evaluator, bench=bench, memory_total=mem_total, quota=quota,
+        method=job.method.name, order_index=job.order_index, order=list(job.order), seed=job.seed, model=model,
+        net=net, strategy=strategy, evaluator=evaluator, bench=bench, memory_total=budget.total, quota=budget.quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
         record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
     )
@@ -164,8 +179,6 @@ def resume_state(run: ContinualRun, *, checkpoint: Path | None, inputs: Inputs, 
     loaded into ``run``, which then continues with the next experience."""
     if checkpoint is None:
         return None
-    from compound_fer.checkpoint import CheckpointError, StepCheckpoint, benchmark_refs
-
     # saved by reference (rebuilt bit for bit on resume): the evaluator (open log files), cached maps, the
     # benchmark's data sets, and every tensor equal to the untrained model's (frozen trunk, KD teacher)
     ckpt = StepCheckpoint(path=checkpoint, reference=run.model,
@@ -200,16 +213,12 @@ def train_step(run: ContinualRun, step: int, experience: Any, *, pause: bool = F
     finally:
         run.strategy.train_epochs = epochs
     if pause:
-        from compound_fer.checkpoint import step_pause
-
         step_pause()  # test hook (COMPOUND_FER_STEP_PAUSE): lets a test kill the run mid-step
     run.step_seconds.append(time.perf_counter() - t0)
 
 
 def score(run: ContinualRun, step: int, *, device: str) -> None:
     """Stage 4: predict the test images of every class seen so far and add the step to the record."""
-    from compound_fer import distributed as dist
-
     exp_classes = run.experience_classes
     seen = [c for cs in exp_classes[: step + 1] for c in cs]
     mask = np.isin(run.test_y, seen)
@@ -220,8 +229,6 @@ def score(run: ContinualRun, step: int, *, device: str) -> None:
 
 def save_step(run: ContinualRun, ckpt: Any, step: int) -> Any:
     """After a step: its checkpoint (rank 0); returns the checkpoint, or None once the state cannot be pickled."""
-    from compound_fer import distributed as dist
-
     if ckpt is None or not dist.is_main():
         return ckpt
     state = {k: getattr(run, k) for k in _STATE}
@@ -229,7 +236,7 @@ def save_step(run: ContinualRun, ckpt: Any, step: int) -> Any:
         ckpt.save(step=step, state={**state, "elapsed": time.perf_counter() - run.start})
     except (pickle.PicklingError, TypeError, AttributeError) as err:  # a plugin holding an unpicklable object
         log.warning("step checkpoints off for %s order %d: its state cannot be pickled (%s); the row is "
-                    "still written when the order ends, and --resume redoes this order from step 0",
+                    "still written when the order ends, and a resumed run redoes this order from step 0",
                     run.method, run.order_index, err)
         return None
     return ckpt
@@ -238,20 +245,14 @@ def save_step(run: ContinualRun, ckpt: Any, step: int) -> Any:
 def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path | None = None,
            trunk_cache_seconds: float | None = None) -> ContinualRow:
     """Stage 5: close the loggers, save the model (rank 0) and build the results row."""
-    from compound_fer import distributed as dist
-
     seconds = time.perf_counter() - run.start
     # under torchrun: every rank must end with the same weights (a collective: all ranks call it)
     in_sync = dist.same_on_all_ranks(run.strategy.model) if dist.is_distributed() else None
     _close_loggers(run.evaluator)
     if save_to is not None and run.strategy.model is run.net and dist.is_main():  # GDumb/iCaRL: not saved
-        from compound_fer.fusion import sidecar
-        from compound_fer.model_io import save_model
-
-        save_model(run.model, save_to, meta={"classes": list(run.bench.names), "backbone": cfg.model.backbone,
-                                             "head": cfg.model.head, "image_size": cfg.data.image_size,
-                                             "method": run.method, "order": run.order, "seed": run.seed,
-                                             **sidecar(run.model)})
+        save_run_model(run.model, save_to, classes=run.bench.names,
+                       info={"backbone": cfg.model.backbone, "head": cfg.model.head, "image_size": cfg.data.image_size,
+                             "method": run.method, "order": run.order, "seed": run.seed})
     return ContinualRow(
         method=run.method, order_index=run.order_index, order=run.order, seed=run.seed,
         memory_total=run.memory_total, memory_quota=run.quota, new_class_cap=None if run.self_capping else run.quota,
@@ -263,23 +264,24 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
     )
 
 
-def run_continual(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence[str], basic_model: nn.Module,
-                  splits: Splits, inputs: Inputs, seed: int, progress: bool = True, save_to: Path | None = None,
-                  log_dir: Path | None = None, checkpoint: Path | None = None, resume: bool = False,
-                  trunk_cache_seconds: float | None = None) -> ContinualRow:
+def save_run_model(model: nn.Module, path: Path, *, classes: Sequence[str], info: dict[str, Any]) -> None:
+    """Write a trained model with its classes, ``info`` and its fusion sidecar (continual and few-shot runs)."""
+    save_model(model, path, meta={"classes": list(classes), **info, **sidecar(model)})
+
+
+def run_continual(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Splits, inputs: Inputs,
+                  files: RunFiles = RunFiles(), trunk_cache_seconds: float | None = None) -> ContinualRow:
     """One method over one class order, stage by stage; returns its results row.
 
-    ``checkpoint``: after every completed experience the state is saved there (compound_fer.checkpoint);
-    with ``resume`` a saved state is loaded and the run continues with the next experience."""
-    run = build(cfg, method=method, order_index=order_index, order=order, basic_model=basic_model, splits=splits,
-                inputs=inputs, seed=seed, log_dir=log_dir)
-    ckpt = resume_state(run, checkpoint=checkpoint, inputs=inputs, resume=resume)
+    ``files.checkpoint``: after every completed experience the state is saved there (compound_fer.checkpoint);
+    with ``files.resume`` a saved state is loaded and the run continues with the next experience."""
+    run = build(plan, job, basic_model=basic_model, splits=splits, inputs=inputs, log_dir=files.log_dir)
+    ckpt = resume_state(run, checkpoint=files.checkpoint, inputs=inputs, resume=files.resume)
     for step, experience in enumerate(run.bench.benchmark.train_stream):
         if step < run.first_step:
             continue
         train_step(run, step, experience, pause=ckpt is not None)
-        score(run, step, device=cfg.device)
+        score(run, step, device=plan.device)
         ckpt = save_step(run, ckpt, step)
-    return finish(cfg, run, mode=splits.info["mode"], save_to=save_to, trunk_cache_seconds=trunk_cache_seconds)
-
-
+    return finish(plan.config, run, mode=splits.info["mode"], save_to=files.save_to,
+                  trunk_cache_seconds=trunk_cache_seconds)

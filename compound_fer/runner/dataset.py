@@ -10,7 +10,7 @@ import numpy as np
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
 from compound_fer.data.faceset import FaceSet
-from compound_fer.errors import ConfigError, DataError
+from compound_fer.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ class Splits:
     info: dict
 
 
-EXTERNAL_NEEDS_STRICT = ("--test-data (data.test_path) needs evaluation.mode: strict, got {mode!r}: the reference "
-                          "mode reports its validation fold and has no test set; drop --mode reference or --test-data")
-
-
 def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: FaceSet | None = None) -> Splits:
     """strict: subject-disjoint train/val/test, or an external test set; reference: val fold doubles as test."""
     from compound_fer.data import splits as sp
@@ -60,10 +56,8 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
     subjects = faces.subjects.numpy()
     labels = faces.labels.numpy()
     ev = cfg.evaluation
-    if test_faces is not None:
-        if ev.mode != "strict":
-            raise ConfigError(EXTERNAL_NEEDS_STRICT.format(mode=ev.mode))
-        # Every subject of --data trains (a small validation share for early stopping); the folder tests.
+    if test_faces is not None:  # strict mode (runner/plan.py checks it)
+        # Every subject of data.path trains (a small validation share for early stopping); the folder tests.
         ext = sp.external_test(faces, test_faces)  # warns when subject ids overlap, fails when no class is shared
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
         train_ids, val_ids, test_ids = (sorted(int(x) for x in np.unique(a))

@@ -2,7 +2,7 @@
 
 Every row is written to disk atomically as soon as it is complete, so a killed run loses at most the row
 in progress (``resume=True`` skips completed rows). The ``config.yaml`` written first is the config that
-runs, every argument of :func:`run_protocol` applied (:func:`effective_config`).
+runs, every argument of :func:`run_protocol` applied (:func:`~compound_fer.runner.plan.resolve_plan`).
 """
 
 from __future__ import annotations
@@ -10,22 +10,31 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from compound_fer import taxonomy
+from compound_fer import distributed as dist
+from compound_fer import fingerprint, taxonomy
 from compound_fer.config import ProtocolConfig, dump_config
-from compound_fer.errors import ConfigError, DataError
+from compound_fer.data.splits import class_orders
+from compound_fer.errors import DataError
+from compound_fer.evaluation.report import load_rows, merge_rows, write_report
 from compound_fer.evaluation.rows import BasicRow, FewShotRow, Row, row_from_dict
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
-from compound_fer.runner.continual import run_continual
-from compound_fer.runner.dataset import EXTERNAL_NEEDS_STRICT, Splits, load_dataset, make_splits
+from compound_fer.runner.continual import OrderJob, RunFiles, run_continual
+from compound_fer.runner.dataset import Splits, load_dataset, make_splits
+from compound_fer.runner.geometry import fuse_geometry
+from compound_fer.runner.plan import RunPlan, effective_config, resolve_plan
 from compound_fer.seeding import seed_everything
+from compound_fer.threads import configure
+from compound_fer.training.fewshot import run_fewshot
 
 log = logging.getLogger(__name__)
 
@@ -64,47 +73,6 @@ def _row_path(out_dir: Path, seed: int, method: str, order: int) -> Path:
     return out_dir / "rows" / f"continual_seed{seed}_{method.replace('+', '-')}_order{order}.json"
 
 
-def effective_config(cfg: ProtocolConfig, *, data_path: str | None = None, test_path: str | None = None,
-                     methods: Sequence[str] | None = None, orders: int | None = None,
-                     seeds: Sequence[int] | None = None, fewshot: bool | None = None) -> ProtocolConfig:
-    """``cfg`` with every run argument applied: the config that runs and that ``config.yaml`` records.
-
-    ``methods=[]`` means no continual phase. Unknown methods are a ConfigError naming the registered ones.
-    """
-    from compound_fer.training.registry import available
-
-    over: dict = {}
-    if data_path:
-        over["data"] = {"source": "path", "path": str(data_path)}
-    if test_path:
-        over.setdefault("data", {})["test_path"] = str(test_path)
-    if methods is not None or orders is not None:  # orders=0 is refused by the config, not ignored
-        over["continual"] = {**({"methods": [m.lower() for m in methods]} if methods is not None else {}),
-                             **({"orders": orders} if orders is not None else {})}
-    if seeds is not None:
-        over["seeds"] = [int(s) for s in seeds]
-    if fewshot is not None:
-        over["fewshot"] = {"enabled": bool(fewshot)}
-    out = cfg.with_overrides(**over) if over else cfg
-    unknown = [m for m in out.continual.methods if m not in available()]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
-    return out
-
-
-def require_test_classes(cfg: ProtocolConfig, test_faces) -> None:
-    """An external test set must hold every compound class the run tests (all of them for the continual
-    phase, ``fewshot.compounds`` for the few-shot phase): a DataError naming the folder and the classes."""
-    needed = list(taxonomy.compound_names()) if cfg.continual.methods else []
-    if cfg.fewshot.enabled:
-        needed += list(cfg.fewshot.compounds or taxonomy.compound_names())
-    missing = [n for n in dict.fromkeys(needed) if n not in set(test_faces.class_names)]
-    if missing:
-        raise DataError(f"test data {cfg.data.test_path}: no usable image of {', '.join(missing)}, which this run "
-                        f"tests; add their images, or run the few-shot phase alone on the classes it has "
-                        f"(compound-fer fewshot --compounds ...)")
-
-
 def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool,
                  progress: bool) -> tuple[nn.Module, Inputs, BasicRow]:
     """The basic model of ``seed`` and the inputs of the continual steps (cached maps, or images)."""
@@ -123,40 +91,36 @@ def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Pat
         inputs = make_inputs(cfg, model, splits, seed=seed, progress=progress)
         cache_seconds = time.perf_counter() - t1
     if cfg.model.geometry == "landmarks":  # fuse each face's landmark geometry; a new head trained on basic faces
-        from compound_fer.runner.geometry import fuse_geometry
-
         inputs, info["geometry"] = fuse_geometry(cfg, model, splits, inputs, seed=seed, progress=progress)
     row = BasicRow.from_dict({"kind": "basic", "seed": seed, "split": splits.info,
                               "trunk_cache_seconds": round(cache_seconds, 2), **info})
     return model, inputs, row
 
 
-def _continual_stage(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
-                     out_dir: Path, resume: bool, progress: bool, cache_seconds: float | None) -> list[Row]:
+def _continual_stage(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
+                     out_dir: Path, resume: bool, cache_seconds: float | None) -> list[Row]:
     """Every (method, class order) of ``seed``: a row from disk (resume) or a new run, written at once."""
-    from compound_fer import distributed as dist
-    from compound_fer.data.splits import class_orders
-
+    cfg = plan.config
     compounds = [c.name for c in taxonomy.categories("compound")]
     all_orders = class_orders(cfg.continual.orders, seed=cfg.continual.order_seed, classes=compounds)
     rows: list[Row] = []
-    for method in cfg.continual.methods:
+    for method in plan.methods:
         for oi, order in enumerate(all_orders):
-            path = _row_path(out_dir, seed, method, oi)
+            path = _row_path(out_dir, seed, method.name, oi)
             ckpt_path = out_dir / "checkpoints" / path.with_suffix(".ckpt").name
             if not resume and dist.is_main():
                 ckpt_path.unlink(missing_ok=True)  # a fresh run never continues an old one
             done = dist.broadcast_object(read_row(path) if resume else None)
             if done is not None:
                 rows.append(row_from_dict(done))
-                log.info("resume: %s order %d seed %d already done", method, oi, seed)
+                log.info("resume: %s order %d seed %d already done", method.name, oi, seed)
                 continue
-            log.info("continual: %s, order %d/%d, seed %d", method, oi + 1, len(all_orders), seed)
-            row = run_continual(cfg, method=method, order_index=oi, order=order, basic_model=basic_model,
-                                splits=splits, inputs=inputs, seed=seed, progress=progress,
-                                save_to=out_dir / "models" / f"{method}_seed{seed}.pt" if oi == 0 else None,
-                                log_dir=out_dir / "logs" / f"{method}_seed{seed}_order{oi}",
-                                checkpoint=ckpt_path, resume=resume, trunk_cache_seconds=cache_seconds)
+            log.info("continual: %s, order %d/%d, seed %d", method.name, oi + 1, len(all_orders), seed)
+            files = RunFiles(save_to=out_dir / "models" / f"{method.name}_seed{seed}.pt" if oi == 0 else None,
+                             log_dir=out_dir / "logs" / f"{method.name}_seed{seed}_order{oi}",
+                             checkpoint=ckpt_path, resume=resume)
+            row = run_continual(plan, OrderJob(method, oi, tuple(order), seed), basic_model=basic_model,
+                                splits=splits, inputs=inputs, files=files, trunk_cache_seconds=cache_seconds)
             if dist.is_main():
                 write_json(path, row.to_dict())
                 ckpt_path.unlink(missing_ok=True)  # the row is safe: its step checkpoint is not needed
@@ -164,20 +128,13 @@ def _continual_stage(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Spl
     return rows
 
 
-def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
+def run_fewshot_phase(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
                       out_dir: Path, resume: bool = False, progress: bool = True) -> list[Row]:
     """The reference's few-shot protocol for every compound class and shot count; one row each."""
-    from dataclasses import asdict
-
-    from compound_fer.training.fewshot import run_fewshot
-    from tqdm.auto import tqdm
-
-    from compound_fer import distributed as dist
-    from compound_fer.runner.continual import memory_budget
-
+    cfg = plan.config
     compounds = cfg.fewshot.compounds or tuple(c.name for c in taxonomy.categories("compound"))
     n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
-    quota = memory_budget(cfg, len(splits.train), n_all)[1]  # kept mode: the continual protocol's per-class memory
+    quota = plan.memory(len(splits.train), n_all).quota  # kept mode: the continual protocol's per-class memory
     rows: list[Row] = []
     modes = ("reference", "kept") if cfg.fewshot.mode == "both" else (cfg.fewshot.mode,)
     shots_of = {m: [s for s in cfg.fewshot.shots if s > 0 or m == modes[0]] for m in modes}  # zero-shot: once
@@ -207,22 +164,60 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
     return rows
 
 
-def _seed_stage(cfg: ProtocolConfig, faces, test_faces, *, seed: int, out_dir: Path, resume: bool,
+def _seed_stage(plan: RunPlan, faces, test_faces, *, seed: int, out_dir: Path, resume: bool,  # noqa: ANN001
                 progress: bool) -> list[Row]:
     """Splits, basic phase, continual phase and few-shot phase of one seed."""
+    cfg = plan.config
     splits = make_splits(cfg, faces, seed=seed, test_faces=test_faces)
     if len(splits.test) == 0:
         raise DataError("the test split is empty: give more subjects, a larger evaluation.test_fraction, "
-                        "or --test-data")
+                        "or an external test folder (data.test_path)")
     basic_model, inputs, basic_row = _basic_stage(cfg, splits, seed=seed, out_dir=out_dir, resume=resume,
                                                   progress=progress)
     rows: list[Row] = [basic_row]
-    rows += _continual_stage(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, out_dir=out_dir,
-                             resume=resume, progress=progress, cache_seconds=basic_row.trunk_cache_seconds)
+    rows += _continual_stage(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, out_dir=out_dir,
+                             resume=resume, cache_seconds=basic_row.trunk_cache_seconds)
     if cfg.fewshot.enabled:
-        rows += run_fewshot_phase(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
+        rows += run_fewshot_phase(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                   out_dir=out_dir, resume=resume, progress=progress)
     return rows
+
+
+def run_plan(plan: RunPlan, *, out_dir: str | Path, resume: bool = False, overwrite: bool = False,
+             progress: bool = True, command: str | None = None) -> list[dict]:
+    """Run a resolved plan and write results (JSON, CSV, Markdown, figures) under ``out_dir``; returns the
+    rows as written (JSON objects).
+
+    ``out_dir`` carries a fingerprint of config and data (compound_fer.fingerprint): ``resume`` into a folder
+    of another config or data, or a fresh run into a folder holding results without ``overwrite``, is a
+    ConfigError. With ``resume`` the report covers every row on disk, not only this call's."""
+    cfg = dist.init_from_env(plan.config)  # under torchrun: process group, per-rank device; else unchanged
+    plan = replace(plan, config=cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main():  # before any data is made: never mix two runs' rows in one folder
+        fingerprint.claim(out_dir, fingerprint.make(cfg, data_path=None, test_path=cfg.data.test_path),
+                          resume=resume, overwrite=overwrite)
+    log.info("torch threads: %d", configure(cfg.threads))  # threads 0: every usable core; idle workers sleep
+    if dist.is_main():
+        if resume:
+            remove_stale_temp_files(out_dir)
+        write_text(out_dir / "config.yaml", dump_config(cfg))
+    seeds = list(cfg.seeds)
+    header = provenance(command=command, seed=seeds[0] if len(seeds) == 1 else None, seeds=seeds,
+                        config=cfg.name, data=str(cfg.data.path or "synthetic"),
+                        test_data=str(cfg.data.test_path or ""))
+    faces = load_dataset(cfg, progress=progress)
+    test_faces = load_dataset(cfg, path=cfg.data.test_path, progress=progress) if cfg.data.test_path else None
+    rows: list[Row] = []
+    for seed in seeds:
+        rows += _seed_stage(plan, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)
+    dicts = [r.to_dict() for r in rows]
+    if dist.is_main():  # resumed: rows of earlier calls (other methods, phases, seeds) stay in the report
+        write_report(out_dir, rows=merge_rows(load_rows(out_dir)[1], dicts) if resume else dicts, header=header,
+                     config=cfg)
+    dist.barrier()
+    return dicts
 
 
 def run_protocol(
@@ -240,49 +235,8 @@ def run_protocol(
     progress: bool = True,
     command: str | None = None,
 ) -> list[dict]:
-    """Run the whole protocol and write results (JSON, CSV, Markdown, figures) under ``out_dir``; returns
-    the rows as written (JSON objects). The keyword arguments override the config (``methods=[]``: no
-    continual phase); ``config.yaml`` in ``out_dir`` records the config with them applied.
-
-    ``out_dir`` carries a fingerprint of config and data (compound_fer.fingerprint): ``resume`` into a folder
-    of another config or data, or a fresh run into a folder holding results without ``overwrite``, is a
-    ConfigError. With ``resume`` the report covers every row on disk, not only this call's."""
-    from compound_fer import distributed as dist
-    from compound_fer.evaluation.report import load_rows, merge_rows, write_report
-
-    cfg = dist.init_from_env(cfg)  # under torchrun: process group, per-rank device; else unchanged
-    cfg = effective_config(cfg, data_path=data_path, test_path=test_path, methods=methods, orders=orders,
-                           seeds=seeds, fewshot=fewshot)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main():  # before any data is made: never mix two runs' rows in one folder
-        from compound_fer import fingerprint
-
-        fingerprint.claim(out_dir, fingerprint.make(cfg, data_path=None, test_path=cfg.data.test_path),
-                          resume=resume, overwrite=overwrite)
-    from compound_fer.threads import configure
-
-    log.info("torch threads: %d", configure(cfg.threads))  # threads 0: every usable core; idle workers sleep
-    if dist.is_main():
-        if resume:
-            remove_stale_temp_files(out_dir)
-        write_text(out_dir / "config.yaml", dump_config(cfg))
-    seeds = list(cfg.seeds)
-    header = provenance(command=command, seed=seeds[0] if len(seeds) == 1 else None, seeds=seeds,
-                        config=cfg.name, data=str(cfg.data.path or "synthetic"),
-                        test_data=str(cfg.data.test_path or ""))
-    if cfg.data.test_path and cfg.evaluation.mode != "strict":  # fail before minutes of loading
-        raise ConfigError(EXTERNAL_NEEDS_STRICT.format(mode=cfg.evaluation.mode))
-    faces = load_dataset(cfg, progress=progress)
-    test_faces = load_dataset(cfg, path=cfg.data.test_path, progress=progress) if cfg.data.test_path else None
-    if test_faces is not None:
-        require_test_classes(cfg, test_faces)  # before the basic phase, not after it
-    rows: list[Row] = []
-    for seed in seeds:
-        rows += _seed_stage(cfg, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)
-    dicts = [r.to_dict() for r in rows]
-    if dist.is_main():  # resumed: rows of earlier calls (other methods, phases, seeds) stay in the report
-        write_report(out_dir, rows=merge_rows(load_rows(out_dir)[1], dicts) if resume else dicts, header=header,
-                     config=cfg)
-    dist.barrier()
-    return dicts
+    """:func:`run_plan` of the plan of ``cfg`` with these arguments applied (``methods=[]``: no continual
+    phase); ``config.yaml`` in ``out_dir`` records the config with them applied."""
+    plan = resolve_plan(cfg, data_path=data_path, test_path=test_path, methods=methods, orders=orders, seeds=seeds,
+                        fewshot=fewshot)
+    return run_plan(plan, out_dir=out_dir, resume=resume, overwrite=overwrite, progress=progress, command=command)

@@ -1,64 +1,40 @@
 """Baseline continual strategies, registered by name: naive, lwf, ewc, icarl, replay, herding, gdumb, joint.
 
-Every builder uses the same optimizer, criterion, schedule, batch sizes and device (``common_kwargs``), so
-a comparison with the paper's method differs only in the method. Options beyond ``StrategyArgs`` come from
-``args.extra`` (e.g. ``make_strategy("lwf", model=m, alpha=1.0, temperature=2.0)``); each builder's
-docstring lists its options and constraints.
+Every builder uses the same optimizer, criterion, schedule, batch sizes and device (``template_kwargs``), so
+a comparison with the paper's method differs only in the method. Options beyond ``StrategyArgs`` are typed
+models declared beside the builder (e.g. ``make_strategy("lwf", model=m, alpha=1.0, temperature=2.0)``);
+each builder's docstring lists its constraints.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
+from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.storage_policy import ClassBalancedBuffer, HerdingSelectionStrategy, ParametricBuffer
+from avalanche.training.supervised import EWC, GDumb, ICaRL, LwF, Cumulative, Naive
+from pydantic import Field
 from torch import nn
 
 from compound_fer.errors import ConfigError
+from compound_fer.training.entry import MethodOptions, StrategyArgs, register
 from compound_fer.training.heads import pregrow_head
-from compound_fer.training.optim import optimizer_from_args
-from compound_fer.training.entry import StrategyArgs, register
+from compound_fer.training.template import quiet_evaluator, template_kwargs
 
-__all__ = ["quiet_evaluator", "common_kwargs", "FeaturesOf", "ModelFeaturesHerding"]
-
-def quiet_evaluator() -> Any:
-    """An EvaluationPlugin with no metrics and no loggers: results come from StepPredictionsPlugin instead."""
-    import warnings
-
-    from avalanche.training.plugins import EvaluationPlugin
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No loggers specified")
-        return EvaluationPlugin(loggers=[])
+__all__ = ["EWCOptions", "FeaturesOf", "LwFOptions", "ModelFeaturesHerding", "quiet_evaluator", "template_kwargs"]
 
 
-def common_kwargs(
-    *, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any], with_optimizer: bool = True
-) -> dict[str, Any]:
-    """Keyword arguments every SupervisedTemplate takes, built once from StrategyArgs.
-
-    Always sets ``eval_mb_size`` (Avalanche's default is 1), copies ``plugins`` (Avalanche strategies
-    append to the list they are given) and defaults to a quiet evaluator.
-    """
-    out: dict[str, Any] = dict(
-        criterion=nn.CrossEntropyLoss(),
-        train_mb_size=args.train_mb_size,
-        train_epochs=args.train_epochs,
-        eval_mb_size=args.eval_mb_size,
-        device=args.device,
-        plugins=list(plugins),
-        evaluator=evaluator if evaluator is not None else quiet_evaluator(),
-    )
-    if with_optimizer:
-        out["optimizer"] = optimizer_from_args(model.parameters(), args)
-    return out
+class LwFOptions(MethodOptions):
+    alpha: float = Field(1.0, description="distillation weight (1.0)")
+    temperature: float = Field(2.0, gt=0.0, description="distillation temperature (2.0; the runner passes "
+                               "continual.kd.temperature)")
 
 
-def _extra(args: StrategyArgs, name: str, default: Any, kind: type = float) -> Any:
-    value = args.extra.get(name, default)
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"strategy option {name}={value!r} must be a {kind.__name__}") from None
+class EWCOptions(MethodOptions):
+    ewc_lambda: float = Field(100.0, ge=0.0, description="penalty weight (100.0)")
+    ewc_mode: Literal["separate", "online"] = Field("separate", description="separate (default) or online")
+    decay_factor: float = Field(0.9, ge=0.0, le=1.0, description="Fisher decay in online mode (0.9)")
 
 
 class FeaturesOf(nn.Module):
@@ -66,7 +42,6 @@ class FeaturesOf(nn.Module):
 
     Falls back to ``trunk`` then ``tail`` when the model has no ``features`` method.
     """
-
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         if not hasattr(model, "features") and not (hasattr(model, "trunk") and hasattr(model, "tail")):
@@ -84,15 +59,8 @@ class FeaturesOf(nn.Module):
         return out.flatten(1)
 
 
-try:  # a module-level class, so step checkpoints can pickle it by reference
-    from avalanche.training.storage_policy import HerdingSelectionStrategy as _HerdingBase
-except ImportError:  # pragma: no cover - the docs build without avalanche
-    _HerdingBase = object  # type: ignore[misc,assignment]
-
-
-class ModelFeaturesHerding(_HerdingBase):
+class ModelFeaturesHerding(HerdingSelectionStrategy):
     """Avalanche's herding (iCaRL's greedy mean matching) on ``model.features`` instead of a named layer."""
-
     def __init__(self, model: nn.Module) -> None:  # noqa: D107 - no super(): no layer hook needed
         self.feature_extractor = FeaturesOf(model)
 
@@ -100,45 +68,36 @@ class ModelFeaturesHerding(_HerdingBase):
 @register("naive", summary="fine-tuning on each experience alone (lower bound)", uses_memory=False)
 def build_naive(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """Plain fine-tuning: catastrophic forgetting is expected; the lower bound."""
-    from avalanche.training.supervised import Naive
-
-    return Naive(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    return Naive(model=model, **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
 
 
 @register("lwf", summary="Learning without Forgetting (Li & Hoiem 2016), Avalanche LwF", uses_memory=False,
-          options={"alpha": "distillation weight (1.0)",
-                   "temperature": "distillation temperature (the runner passes continual.kd.temperature)"})
+          options=LwFOptions)
 def build_lwf(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
-    """LwF: distils the previous step's model on the current data. ``extra``: alpha (1.0), temperature (2.0).
+    """LwF: distils the previous step's model on the current data (:class:`LwFOptions`).
 
     Needs a benchmark with task labels (nc_benchmark-based scenarios have them).
     """
-    from avalanche.training.supervised import LwF
-
+    opts = args.options_as(LwFOptions)
     return LwF(
         model=model,
-        alpha=_extra(args, "alpha", 1.0),
-        temperature=_extra(args, "temperature", 2.0),
-        **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins),
+        alpha=opts.alpha,
+        temperature=opts.temperature,
+        **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins),
     )
 
 
 @register("ewc", summary="Elastic Weight Consolidation (Kirkpatrick et al. 2017)", uses_memory=False,
-          options={"ewc_lambda": "penalty weight (100.0)", "ewc_mode": "separate (default) or online",
-                   "decay_factor": "Fisher decay in online mode (0.9)"})
+          options=EWCOptions)
 def build_ewc(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
-    """EWC with one Fisher penalty per experience. ``extra``: ewc_lambda (100.0), ewc_mode ("separate")."""
-    from avalanche.training.supervised import EWC
-
-    mode = str(args.extra.get("ewc_mode", "separate"))
-    if mode not in ("separate", "online"):
-        raise ConfigError(f"strategy option ewc_mode={mode!r} must be 'separate' or 'online'")
+    """EWC with one Fisher penalty per experience (:class:`EWCOptions`)."""
+    opts = args.options_as(EWCOptions)
     return EWC(
         model=model,
-        ewc_lambda=_extra(args, "ewc_lambda", 100.0),
-        mode=mode,
-        decay_factor=_extra(args, "decay_factor", 0.9) if mode == "online" else None,
-        **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins),
+        ewc_lambda=opts.ewc_lambda,
+        mode=opts.ewc_mode,
+        decay_factor=opts.decay_factor if opts.ewc_mode == "online" else None,
+        **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins),
     )
 
 
@@ -154,13 +113,11 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
     units stay masked until their class is trained. Avalanche's
     NCM keeps a zero mean for classes not seen yet, which can attract far-away samples.
     """
-    from avalanche.training.supervised import ICaRL
-
     if not hasattr(model, "head"):
         raise ConfigError(f"iCaRL needs a model with .head and .features(x); {type(model).__name__} has no head")
     pregrow_head(model.head, args.num_classes_total)
-    kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
-    kw.pop("criterion")  # iCaRL brings its own BCE distillation loss
+    # iCaRL brings its own BCE distillation loss
+    kw = template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins, criterion=False)
     strategy = ICaRL(
         feature_extractor=FeaturesOf(model),
         classifier=model.head,
@@ -180,25 +137,16 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
 @register("replay", summary="experience replay, random class-balanced buffer of mem_size images", uses_memory=True)
 def build_replay(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """Replay with a random buffer of ``mem_size`` images in total, balanced over the classes seen."""
-    from avalanche.training.plugins import ReplayPlugin
-    from avalanche.training.storage_policy import ClassBalancedBuffer
-
-    kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
+    kw = template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
     buffer = ClassBalancedBuffer(max_size=args.mem_size, adaptive_size=True)
     kw["plugins"].append(ReplayPlugin(mem_size=args.mem_size, storage_policy=buffer))
-    from avalanche.training.supervised import Naive
-
     return Naive(model=model, **kw)
 
 
 @register("herding", summary="replay with herding exemplars (iCaRL selection) on model features", uses_memory=True)
 def build_herding(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """Replay whose buffer (``mem_size`` in total, grouped by class) keeps the herding-selected exemplars."""
-    from avalanche.training.plugins import ReplayPlugin
-    from avalanche.training.storage_policy import ParametricBuffer
-    from avalanche.training.supervised import Naive
-
-    kw = common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
+    kw = template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
     buffer = ParametricBuffer(
         max_size=args.mem_size, groupby="class", selection_strategy=ModelFeaturesHerding(model)
     )
@@ -210,9 +158,8 @@ def build_herding(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugi
 def build_gdumb(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """GDumb: a greedy class-balanced buffer of ``mem_size`` images; the model is reset to its initial
     weights and trained on the buffer only at each step. It replaces ``strategy.model``: evaluate that."""
-    from avalanche.training.supervised import GDumb
-
-    return GDumb(model=model, mem_size=args.mem_size, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    return GDumb(model=model, mem_size=args.mem_size,
+                 **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
 
 
 @register("joint", summary="upper bound: cumulative training on all data seen so far at every step", uses_memory=True)
@@ -220,6 +167,4 @@ def build_joint(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
     """The upper bound as Avalanche's Cumulative strategy: at step i it trains on the union of experiences
     0..i (continuing from the current weights), so a step accuracy exists at every step. It stores all
     data (unbounded memory); ``mem_size`` is ignored."""
-    from avalanche.training.supervised import Cumulative
-
-    return Cumulative(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    return Cumulative(model=model, **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))

@@ -19,7 +19,7 @@ negligible cost.
   classes (plus mined faces of those classes, when a pool is given) are distilled into ``ipc`` images
   per class and stored; in later experiences every minibatch is extended with ``replay_mb_size``
   distilled images of the old classes. The memory costs ``ipc`` images per class, within
-  ``StrategyArgs.mem_size`` (default ``ipc = mem_size // num_classes_total``).
+  ``StrategyArgs.mem_size`` (default ``ipc``: ``StrategyArgs.quota``).
 - *FER2013 pool* (:func:`read_fer_pool`): 48x48 grey JPEGs read with PIL, grey copied to 3 channels,
   resized; it is UNLABELLED (labels -1). Its ``labels.csv`` is read only by :func:`fer_pool_truth`
   to measure mining precision, with an explicit map to our taxonomy (angry -> Angry, disgust ->
@@ -36,6 +36,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+from PIL import Image
+from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -43,13 +47,8 @@ from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import DataError
 from compound_fer.training.distill_data import distribution_matching
-from compound_fer.training.optim import optimizer_from_args
-from compound_fer.training.entry import StrategyArgs, register
-
-try:
-    from avalanche.core import SupervisedPlugin
-except ImportError:  # pragma: no cover
-    SupervisedPlugin = object  # type: ignore[misc,assignment]
+from compound_fer.training.entry import MethodOptions, StrategyArgs, register
+from compound_fer.training.template import template_kwargs
 
 #: FER2013 label names -> taxonomy names (explicit; FER2013 uses nouns/short forms).
 FER2013_TO_TAXONOMY = {
@@ -74,7 +73,6 @@ def read_fer_pool(root: str | Path, *, image_size: int = 48, limit: int | None =
 
     ``limit`` draws that many files at random (``seed``) instead of all of them.
     """
-    from PIL import Image
 
     root = Path(root)
     files = _pool_files(root)
@@ -250,28 +248,27 @@ class DistilledReplayPlugin(SupervisedPlugin):
         self.labels = sy if self.labels is None else torch.cat([self.labels, sy])
 
 
-@register("omni", summary="fine-tuning + distilled replay (optionally pool mining): omni-supervised distilled data",
-          uses_memory=True,
-          options={"ipc": "distilled images per class (default mem_size // classes)",
-                   "dm_iterations": "distribution-matching iterations (200)", "dm_lr": "their learning rate (0.05)",
-                   "replay_mb_size": "replay minibatch size (default train_mb_size)",
-                   "pool": "unlabelled pool to mine (API only: a float tensor)",
-                   "mine_per_class": "pool images mined per class (50)"})
-def build_omni(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
-    """Fine-tuning with :class:`DistilledReplayPlugin`; ``extra``: ipc, dm_iterations, dm_lr, replay_mb_size,
-    pool (float tensor in the model's input format), mine_per_class."""
-    from avalanche.training.templates import SupervisedTemplate
+class OmniOptions(MethodOptions):
+    """Distilled replay (and optional pool mining)."""
 
-    x = args.extra
-    ipc = int(x.get("ipc", max(1, args.mem_size // args.num_classes_total)))
+    ipc: int | None = Field(None, ge=1, description="distilled images per class (default mem_size // classes)")
+    dm_iterations: int = Field(200, ge=1, description="distribution-matching iterations (200)")
+    dm_lr: float = Field(0.05, gt=0.0, description="their learning rate (0.05)")
+    replay_mb_size: int | None = Field(None, ge=1, description="replay minibatch size (default train_mb_size)")
+    pool: Any = Field(None, description="unlabelled pool to mine (API only: a float tensor)")
+    mine_per_class: int = Field(50, ge=1, description="pool images mined per class (50)")
+
+
+@register("omni", summary="fine-tuning + distilled replay (optionally pool mining): omni-supervised distilled data",
+          uses_memory=True, options=OmniOptions)
+def build_omni(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
+    """Fine-tuning with :class:`DistilledReplayPlugin` (:class:`OmniOptions`; ``pool``: a float tensor in the
+    model's input format)."""
+    o = args.options_as(OmniOptions)
     plugin = DistilledReplayPlugin(
-        ipc=ipc, iterations=int(x.get("dm_iterations", 200)), dm_lr=float(x.get("dm_lr", 0.05)),
-        replay_mb_size=int(x.get("replay_mb_size", args.train_mb_size)), pool=x.get("pool"),
-        mine_per_class=int(x.get("mine_per_class", 50)), seed=args.seed,
+        ipc=o.ipc or args.quota, iterations=o.dm_iterations, dm_lr=o.dm_lr,
+        replay_mb_size=o.replay_mb_size or args.train_mb_size, pool=o.pool,
+        mine_per_class=o.mine_per_class, seed=args.seed,
     )
-    kw = {} if evaluator is None else {"evaluator": evaluator}
-    return SupervisedTemplate(
-        model=model, optimizer=optimizer_from_args(model.parameters(), args), criterion=nn.CrossEntropyLoss(),
-        train_mb_size=args.train_mb_size, train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size,
-        device=args.device, plugins=[*plugins, plugin], **kw,
-    )
+    return SupervisedTemplate(model=model, **template_kwargs(model=model, args=args, evaluator=evaluator,
+                                                             plugins=[*plugins, plugin]))

@@ -30,16 +30,16 @@ import copy
 from typing import Any, Sequence
 
 import torch
+from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.storage_policy import ClassBalancedBuffer
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import Field
 from torch import nn
 
 from compound_fer.errors import ConfigError
+from compound_fer.training.entry import MethodOptions, StrategyArgs, register
 from compound_fer.training.optim import optimizer_from_args
-from compound_fer.training.entry import StrategyArgs, register
-
-try:
-    from avalanche.training.templates import SupervisedTemplate
-except ImportError:  # pragma: no cover
-    SupervisedTemplate = object  # type: ignore[misc,assignment]
+from compound_fer.training.template import template_kwargs
 
 NEG = -1e4
 
@@ -165,12 +165,8 @@ class PathNetStrategy(SupervisedTemplate):
         if not train_trunk_first:
             for p in model.backbone.parameters():
                 p.requires_grad_(False)
-        kw = {} if evaluator is None else {"evaluator": evaluator}
-        super().__init__(
-            model=model, optimizer=optimizer_from_args(model.trainable_parameters(), args), criterion=nn.CrossEntropyLoss(),
-            train_mb_size=args.train_mb_size, train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size,
-            device=args.device, plugins=list(plugins), **kw,
-        )
+        super().__init__(model=model, **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins,
+                                                        params=model.trainable_parameters()))
 
     # -------------------------------------------------------------- experience set-up
     def model_adaptation(self, model: nn.Module | None = None) -> nn.Module:
@@ -238,35 +234,39 @@ class PathNetStrategy(SupervisedTemplate):
         super()._after_training_exp(**kwargs)
 
 
+class PathNetOptions(MethodOptions):
+    """The module grid, the tournament and the first training."""
+
+    pathnet_in_features: int | None = Field(None, ge=1, description="feature size entering the paths (default "
+                                            "the backbone's)")
+    pathnet_layers: int = Field(3, ge=1, description="layers (3)")
+    pathnet_modules: int = Field(10, ge=1, description="modules per layer (10)")
+    pathnet_active: int = Field(3, ge=1, description="active modules per layer in a path (3)")
+    pathnet_hidden: int = Field(64, ge=1, description="module width (64)")
+    population: int = Field(8, ge=2, description="paths per tournament population (8)")
+    tournament_steps: int = Field(5, ge=1, description="tournament rounds (5)")
+    train_trunk_first: bool = Field(True, description="train the backbone on experience 0 first (true)")
+    pathnet_basic_epochs: int | None = Field(None, ge=1, description="epochs of that first training (default "
+                                             "train_epochs)")
+
+
 def pathnet_from_args(model: nn.Module, args: StrategyArgs) -> PathNet:
-    """Wrap a backbone (``.features``, ``.feature_dim``) in a PathNet sized by ``args.extra``."""
-    x = args.extra
-    return PathNet(backbone=model, in_features=x.get("pathnet_in_features"), layers=int(x.get("pathnet_layers", 3)),
-                   modules=int(x.get("pathnet_modules", 10)), active=int(x.get("pathnet_active", 3)),
-                   hidden=int(x.get("pathnet_hidden", 64)))
+    """Wrap a backbone (``.features``, ``.feature_dim``) in a PathNet sized by the args' :class:`PathNetOptions`."""
+    o = args.options_as(PathNetOptions)
+    return PathNet(backbone=model, in_features=o.pathnet_in_features, layers=o.pathnet_layers,
+                   modules=o.pathnet_modules, active=o.pathnet_active, hidden=o.pathnet_hidden)
 
 
 @register("pathnet", summary="PathNet: evolved paths over MLP modules, best path frozen per task, replay memory",
-          uses_memory=True,
-          options={"pathnet_in_features": "feature size entering the paths (default the backbone's)",
-                   "pathnet_layers": "layers (3)", "pathnet_modules": "modules per layer (10)",
-                   "pathnet_active": "active modules per layer in a path (3)", "pathnet_hidden": "module width (64)",
-                   "population": "paths per tournament population (8)", "tournament_steps": "tournament rounds (5)",
-                   "train_trunk_first": "train the backbone on experience 0 first (true)",
-                   "pathnet_basic_epochs": "epochs of that first training (default train_epochs)"})
+          uses_memory=True, options=PathNetOptions)
 def build_pathnet(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
-    """PathNet strategy on the given backbone; ``extra``: pathnet_layers/modules/active/hidden, population,
-    tournament_steps, train_trunk_first. A class-balanced replay memory of ``mem_size`` is added."""
+    """PathNet strategy on the given backbone (:class:`PathNetOptions`). A class-balanced replay memory of
+    ``mem_size`` is added."""
     plugins = list(plugins)
     if args.mem_size > 0:
-        from avalanche.training.plugins import ReplayPlugin
-        from avalanche.training.storage_policy import ClassBalancedBuffer
-
         plugins.append(ReplayPlugin(mem_size=args.mem_size,
                                     storage_policy=ClassBalancedBuffer(max_size=args.mem_size, adaptive_size=True)))
-    x = args.extra
-    return PathNetStrategy(model=pathnet_from_args(model, args), args=args, population=int(x.get("population", 8)),
-                           tournament_steps=int(x.get("tournament_steps", 5)),
-                           train_trunk_first=bool(x.get("train_trunk_first", True)),
-                           basic_epochs=x.get("pathnet_basic_epochs"), plugins=plugins,
-                           evaluator=evaluator)
+    o = args.options_as(PathNetOptions)
+    return PathNetStrategy(model=pathnet_from_args(model, args), args=args, population=o.population,
+                           tournament_steps=o.tournament_steps, train_trunk_first=o.train_trunk_first,
+                           basic_epochs=o.pathnet_basic_epochs, plugins=plugins, evaluator=evaluator)

@@ -24,6 +24,7 @@ from avalanche.training.plugins import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer, ExemplarsSelectionStrategy
 
 from compound_fer.errors import ConfigError
+from compound_fer.memory import memory_budget
 
 Score = Literal["logit", "probability"]
 Mode = Literal["grow", "limit"]
@@ -180,11 +181,8 @@ class PSMRBuffer(ExemplarsBuffer):
         self._rebuild()
 
 
-def psmr_quota(*, total_train_images: int, num_classes_total: int, memory_fraction: float = 0.3) -> int:
-    """The reference's per-class quota: ``m = round(memory_fraction * total_train_images / num_classes_total)``."""
-    if not 0 < memory_fraction <= 1:
-        raise ConfigError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
-    return max(1, int(round(memory_fraction * total_train_images / num_classes_total)))
+#: the per-class memory as a share of the training images when no quota is given
+DEFAULT_MEMORY_FRACTION = 0.3
 
 
 class PSMRPlugin(SupervisedPlugin):
@@ -192,13 +190,13 @@ class PSMRPlugin(SupervisedPlugin):
     that has just learned them; from the second experience on, replace the step's data by the memory plus
     ``m`` random images of each new class (the dataloader shuffles them together).
 
-    ``quota`` is m; without it, m = ``round(memory_fraction * total_train_images / num_classes_total)``
-    when both are given, else ``round(memory_fraction * mean class size of the first experience)`` (the
-    same number for balanced data). ``mode="limit"`` fixes the total ``max_size`` (default:
+    ``quota`` is m; without it, m is :func:`compound_fer.memory.memory_budget` of ``memory_fraction``
+    over ``total_train_images`` and ``num_classes_total`` when both are given, else over the first
+    experience's images and classes. ``mode="limit"`` fixes the total ``max_size`` (default:
     ``m * num_classes_total``) and shrinks m as classes arrive.
     """
 
-    def __init__(self, *, quota: int | None = None, memory_fraction: float = 0.3,
+    def __init__(self, *, quota: int | None = None, memory_fraction: float = DEFAULT_MEMORY_FRACTION,
                  num_classes_total: int | None = None, total_train_images: int | None = None,
                  mode: Mode = "grow", max_size: int | None = None, score: Score = "logit",
                  new_class_samples: int | None = None, seed: int = 0) -> None:
@@ -207,9 +205,11 @@ class PSMRPlugin(SupervisedPlugin):
             raise ConfigError(f"PSMR memory mode must be 'grow' or 'limit', got {mode!r}")
         if quota is not None and quota < 1:
             raise ConfigError(f"PSMR quota must be >= 1, got {quota}")
+        if not 0 <= memory_fraction <= 1:
+            raise ConfigError(f"PSMR memory_fraction must be in [0, 1], got {memory_fraction}")
         if quota is None and total_train_images is not None and num_classes_total is not None:
-            quota = psmr_quota(total_train_images=total_train_images, num_classes_total=num_classes_total,
-                               memory_fraction=memory_fraction)
+            quota = memory_budget(memory_fraction=memory_fraction, n_train_images=total_train_images,
+                                  n_classes_total=num_classes_total).quota
         self.quota = quota
         self.memory_fraction = memory_fraction
         self.num_classes_total = num_classes_total
@@ -224,7 +224,8 @@ class PSMRPlugin(SupervisedPlugin):
     def _make_buffer(self, data) -> PSMRBuffer:  # noqa: ANN001
         if self.quota is None:
             sizes = [len(v) for v in _class_indices(data).values()]
-            self.quota = max(1, int(round(self.memory_fraction * sum(sizes) / max(1, len(sizes)))))
+            self.quota = memory_budget(memory_fraction=self.memory_fraction, n_train_images=sum(sizes),
+                                       n_classes_total=len(sizes)).quota
         max_size = self.max_size
         if self.mode == "limit" and max_size is None:
             if self.num_classes_total is None:
@@ -258,5 +259,5 @@ class PSMRPlugin(SupervisedPlugin):
         self.buffer.post_adapt(strategy, strategy.experience)
 
 
-__all__ = ["PSMRBuffer", "PSMRPlugin", "PredictiveSortingSelection", "psmr_quota", "sort_by_score",
+__all__ = ["DEFAULT_MEMORY_FRACTION", "PSMRBuffer", "PSMRPlugin", "PredictiveSortingSelection", "sort_by_score",
            "true_class_scores"]

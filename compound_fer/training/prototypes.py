@@ -22,10 +22,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
+from avalanche.training.supervised import Naive
 from torch.utils.data import DataLoader
 
 from compound_fer.errors import ConfigError
 from compound_fer.training.entry import StrategyArgs, register
+from compound_fer.training.template import template_kwargs
 
 PrototypeMode = Literal["imprint", "ncm"]
 
@@ -97,11 +99,7 @@ class PrototypePlugin(SupervisedPlugin):
           "class, no images kept)", uses_memory=False)
 def build_ncm(*, model: torch.nn.Module, args: StrategyArgs, evaluator, plugins) -> object:  # noqa: ANN001
     """Every class's unit is its centred mean embedding, stored when the class arrives; nothing trains."""
-    from avalanche.training.supervised import Naive
-
-    from compound_fer.training.baselines import common_kwargs
-
     plugins = [*plugins, PrototypePlugin(mode="ncm", device=args.device)]
-    strategy = Naive(model=model, **common_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    strategy = Naive(model=model, **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
     strategy.train_epochs = 0  # the means are the classifier: no gradient step
     return strategy

@@ -20,7 +20,7 @@ express of that nuisance; the method is model-agnostic (a loss term, no architec
 - *Where subject ids come from*: Avalanche minibatches are ``(x, y, t)``. The training dataset carries a
   ``subjects`` data attribute (see :func:`with_subjects`; a FaceSet's ``subjects``), or the plugin is given
   ``subjects=`` one id tensor per training experience (:func:`benchmark_subjects` for a
-  ``basic_to_compound`` benchmark; ``extra["subjects"]`` through the registry) and attaches them to the
+  ``basic_to_compound`` benchmark; ``StrategyArgs.subjects`` through the registry) and attaches them to the
   experience's dataset in ``before_train_dataset_adaptation``. In
   ``after_train_dataset_adaptation`` the plugin turns that attribute on in ``__getitem__`` of the
   adapted dataset only, so training batches arrive as ``(x, y, t, s)``; ``before_training_iteration``
@@ -34,23 +34,21 @@ express of that nuisance; the method is model-agnostic (a loss term, no architec
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from avalanche.benchmarks.utils.data_attribute import DataAttribute
+from avalanche.core import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import Field
 from torch import nn
 
 from compound_fer.errors import ConfigError, DataError
-from compound_fer.training.optim import optimizer_from_args
-from compound_fer.training.entry import StrategyArgs, register
-
-try:  # avalanche is heavy; the module stays importable for docs without it
-    from avalanche.benchmarks.utils.data_attribute import DataAttribute
-    from avalanche.core import SupervisedPlugin
-except ImportError:  # pragma: no cover
-    SupervisedPlugin = object  # type: ignore[misc,assignment]
-    DataAttribute = None  # type: ignore[assignment]
+from compound_fer.training.entry import MethodOptions, StrategyArgs, register
+from compound_fer.training.strategies import KDPSMROptions, build_kdpsmr
+from compound_fer.training.template import template_kwargs
 
 MODES = ("confusion", "orthogonal")
 
@@ -166,7 +164,7 @@ class PurifiedLearning(SupervisedPlugin):
             raise DataError(
                 f"PurifiedLearning needs subject ids: the training dataset has no {self.attribute!r} data "
                 "attribute; build it with compound_fer.training.purified.with_subjects(dataset, subjects), or pass "
-                "subjects=benchmark_subjects(continual_benchmark, train_faces) (extra['subjects'] for the registry)"
+                "subjects=benchmark_subjects(continual_benchmark, train_faces) (StrategyArgs.subjects for the registry)"
             )
         values = torch.as_tensor(list(attrs[self.attribute]), dtype=torch.long)
         for s in torch.unique(values).tolist():
@@ -240,55 +238,38 @@ class PurifiedLearning(SupervisedPlugin):
             self.probe.zero_grad(set_to_none=True)
 
 
-def _template(*, model: Any, args: StrategyArgs, evaluator: Any, plugins: list) -> Any:
-    from avalanche.training.templates import SupervisedTemplate
+class PurifiedOptions(MethodOptions):
+    """The purification term and its identity probe (the runner passes the subjects, not an option)."""
 
-    kw = {} if evaluator is None else {"evaluator": evaluator}
-    return SupervisedTemplate(
-        model=model, optimizer=optimizer_from_args(model.parameters(), args), criterion=nn.CrossEntropyLoss(),
-        train_mb_size=args.train_mb_size, train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size,
-        device=args.device, plugins=plugins, **kw,
-    )
-
-
-def _kdpsmr_options() -> dict[str, str]:
-    """The options of the paper's strategy, which kdpsmr+purified builds on."""
-    try:
-        from compound_fer.training.strategies import KDPSMR_OPTIONS
-    except ImportError:  # pragma: no cover - avalanche missing: the module is only read for its docs
-        return {}
-    return KDPSMR_OPTIONS
+    purify_weight: float = Field(1.0, ge=0.0, description="weight of the purification term (1.0)")
+    purify_mode: Literal["confusion", "orthogonal"] = Field("confusion", description="confusion (default) or "
+                                                            "orthogonal")
+    probe_lr: float = Field(1e-2, gt=0.0, description="identity probe learning rate (0.01)")
+    purify_warmup: int = Field(0, ge=0, description="iterations before purification starts (0)")
 
 
-#: the options plugin_from_args reads (``subjects`` is passed by the runner, not an option)
-PURIFIED_OPTIONS = {"purify_weight": "weight of the purification term (1.0)",
-                    "purify_mode": f"one of {', '.join(MODES)} (confusion)",
-                    "probe_lr": "identity probe learning rate (0.01)",
-                    "purify_warmup": "iterations before purification starts (0)"}
+class KDPSMRPurifiedOptions(KDPSMROptions, PurifiedOptions):
+    """The paper's options and PurifiedLearning's."""
 
 
 def plugin_from_args(args: StrategyArgs) -> PurifiedLearning:
-    """A PurifiedLearning plugin configured from ``args.extra`` (``purify_weight``, ``purify_mode``...)."""
-    x = args.extra
-    return PurifiedLearning(
-        weight=float(x.get("purify_weight", 1.0)), mode=str(x.get("purify_mode", "confusion")),
-        probe_lr=float(x.get("probe_lr", 1e-2)), warmup=int(x.get("purify_warmup", 0)),
-        subjects=x.get("subjects"),
-    )
+    """A PurifiedLearning plugin configured from the args' :class:`PurifiedOptions` and ``subjects``."""
+    o = args.options_as(PurifiedOptions)
+    return PurifiedLearning(weight=o.purify_weight, mode=o.purify_mode, probe_lr=o.probe_lr,
+                            warmup=o.purify_warmup, subjects=args.subjects)
 
 
 @register("purified", summary="fine-tuning + PurifiedLearning (identity probe, purification of expression features)",
-          needs_subjects=True, options=PURIFIED_OPTIONS)
+          needs_subjects=True, options=PurifiedOptions)
 def build_purified(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
     """Plain fine-tuning with the PurifiedLearning plugin; the dataset must carry ``subjects``."""
-    return _template(model=model, args=args, evaluator=evaluator, plugins=[*plugins, plugin_from_args(args)])
+    return SupervisedTemplate(model=model, **template_kwargs(model=model, args=args, evaluator=evaluator,
+                                                             plugins=[*plugins, plugin_from_args(args)]))
 
 
 @register("kdpsmr+purified", summary="KD + PSMR (the paper's method) with PurifiedLearning added", uses_memory=True,
-          caps_new_class=True, needs_subjects=True, options={**_kdpsmr_options(), **PURIFIED_OPTIONS})
+          caps_new_class=True, needs_subjects=True, options=KDPSMRPurifiedOptions)
 def build_kdpsmr_purified(*, model: Any, args: StrategyArgs, evaluator: Any = None,
                           plugins: Sequence[Any] = ()) -> Any:
     """The paper's KD + PSMR strategy, with PurifiedLearning appended to its plugins."""
-    from compound_fer.training.strategies import build_kdpsmr
-
     return build_kdpsmr(model=model, args=args, evaluator=evaluator, plugins=[*plugins, plugin_from_args(args)])

@@ -9,23 +9,56 @@ training images in ``grow`` mode, Adam 1e-5, batch 16.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Sequence
 
 import torch
+from avalanche.training.plugins import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import Field
 from torch import nn
 from torch.nn import CrossEntropyLoss
 
-from avalanche.training.plugins import SupervisedPlugin
-from avalanche.training.templates import SupervisedTemplate
-
 from compound_fer.errors import ConfigError
 from compound_fer.training.distillation import DistillationPlugin, Padding, TeacherMode
-from compound_fer.training.optim import make_optimizer, optimizer_from_args
-from compound_fer.training.predictive_sorting import Mode, PSMRPlugin, Score
-from compound_fer.training.entry import StrategyArgs, register
+from compound_fer.training.entry import KDOptions, MethodOptions, StrategyArgs, register
+from compound_fer.training.optim import make_optimizer
+from compound_fer.training.predictive_sorting import DEFAULT_MEMORY_FRACTION, Mode, PSMRPlugin, Score
+from compound_fer.training.template import template_kwargs
 
-log = logging.getLogger(__name__)
+
+class CommonOptions(MethodOptions):
+    """Options of the paper's strategy and its ablations."""
+
+    basic_lr: float | None = Field(None, gt=0.0, description="learning rate while training experience 0 (default lr)")
+    eval_every: int = Field(-1, description="Avalanche periodic evaluation (-1: none)")
+
+
+class PSMROptions(MethodOptions):
+    """Predictive Sorting Memory Replay (the runner passes ``quota`` and ``continual.memory_mode``)."""
+
+    quota: int | None = Field(None, ge=1, description="images kept per class (default mem_size // classes; the "
+                              "runner passes memory_fraction x train images // classes)")
+    memory_fraction: float | None = Field(None, ge=0.0, le=1.0, description="per-class memory as a share of the "
+                                          "training images (instead of quota)")
+    memory_mode: Mode = Field("grow", description="grow or limit (continual.memory_mode)")
+    score: Score = Field("logit", description="how PSMR ranks a class's images for the memory (logit)")
+    total_train_images: int | None = Field(None, ge=1, description="training images the memory_fraction refers to")
+    max_size: int | None = Field(None, ge=1, description="memory limit in images in limit mode (default mem_size)")
+
+
+class KDPSMROptions(CommonOptions, KDOptions, PSMROptions):
+    """KD + PSMR: the distillation options (``continual.kd``), PSMR's and the common ones."""
+
+
+class KDOnlyOptions(CommonOptions, KDOptions):
+    """KD without replay."""
+
+
+class PSMROnlyOptions(CommonOptions, PSMROptions):
+    """PSMR without distillation."""
+
+
+_KD = KDOptions()
 
 
 class _FirstExperienceLR(SupervisedPlugin):
@@ -68,15 +101,15 @@ class KDPSMR(SupervisedTemplate):
         device: str | torch.device = "cpu",
         plugins: Sequence[SupervisedPlugin] | None = None,
         evaluator: Any = None,
-        eval_every: int = -1,
-        temperature: float = 3.0,
-        gamma0: float = 0.1,
+        eval_every: int = CommonOptions().eval_every,
+        temperature: float = _KD.temperature,
+        gamma0: float = _KD.gamma0,
         teacher: nn.Module | None = None,
-        teacher_padding: Padding = "zeros",
-        teacher_mode: TeacherMode = "basic",
-        feature_weight: float = 0.0,
+        teacher_padding: Padding = _KD.teacher_padding,
+        teacher_mode: TeacherMode = _KD.teacher_mode,
+        feature_weight: float = _KD.feature_weight,
         quota: int | None = None,
-        memory_fraction: float = 0.3,
+        memory_fraction: float = DEFAULT_MEMORY_FRACTION,
         num_classes_total: int | None = None,
         total_train_images: int | None = None,
         memory_mode: Mode = "grow",
@@ -127,66 +160,43 @@ class PSMROnly(KDPSMR):
 
 # --------------------------------------------------------------------------- registry builders
 
-#: the options each part reads (the runner passes the distillation ones from continual.kd, and memory_mode
-#: and quota from continual); ``teacher`` (a model) is an API-only KD option
-_KD_OPTIONS = {"temperature": "distillation temperature T (continual.kd.temperature, 3.0)",
-               "gamma0": "KD weight at step 0 (continual.kd.gamma0, 0.1)",
-               "teacher_padding": "zeros or mask for the teacher's missing classes (continual.kd.teacher_padding)",
-               "teacher_mode": "basic (frozen basic model) or previous (continual.kd.teacher_mode)",
-               "feature_weight": "weight of the embedding distillation MSE (continual.kd.feature_weight, 0)"}
-_PSMR_OPTIONS = {"quota": "images kept per class (the runner passes memory_fraction x train images // classes)",
-                 "memory_fraction": "per-class memory as a share of the training images (instead of quota)",
-                 "memory_mode": "grow or limit (continual.memory_mode)",
-                 "score": "how PSMR ranks a class's images for the memory (logit)",
-                 "total_train_images": "training images the memory_fraction refers to",
-                 "max_size": "memory limit in images in limit mode (default mem_size)"}
-_COMMON_OPTIONS = {"basic_lr": "learning rate while training experience 0 (default lr)",
-                   "eval_every": "Avalanche periodic evaluation (-1: none)"}
-_KD_KEYS = set(_KD_OPTIONS) | {"teacher"}
-_PSMR_KEYS = set(_PSMR_OPTIONS)
-_COMMON_KEYS = set(_COMMON_OPTIONS)
-KDPSMR_OPTIONS = {**_COMMON_OPTIONS, **_KD_OPTIONS, **_PSMR_OPTIONS}
 
-
-def _build(cls: type[KDPSMR], *, model: nn.Module, args: StrategyArgs, evaluator: Any,
+def _build(cls: type[KDPSMR], options: type[MethodOptions], *, model: nn.Module, args: StrategyArgs, evaluator: Any,
            plugins: Sequence[Any]) -> KDPSMR:
-    keys = _COMMON_KEYS | (_KD_KEYS if cls.use_kd else set()) | (_PSMR_KEYS if cls.use_psmr else set())
-    extra = dict(args.extra)
-    ignored = sorted(set(extra) - keys)
-    if ignored:
-        log.debug("%s ignores options %s", cls.__name__, ignored)
-    opts = {k: v for k, v in extra.items() if k in keys and v is not None}
+    """``cls`` from StrategyArgs and its options: the quota defaults to the args' per-class share of mem_size,
+    the limit-mode memory to mem_size."""
+    o = args.options_as(options)
+    opts = {k: getattr(o, k) for k in o.model_fields if getattr(o, k) is not None}
     if cls.use_psmr:
-        if opts.get("quota") is None and opts.get("memory_fraction") is None:
-            opts["quota"] = max(1, args.mem_size // args.num_classes_total)
-        if opts.get("memory_mode", "grow") == "limit" and opts.get("max_size") is None:
+        if o.quota is None and o.memory_fraction is None:
+            opts["quota"] = args.quota
+        if o.memory_mode == "limit" and o.max_size is None:
             opts["max_size"] = max(1, args.mem_size)
         opts["num_classes_total"] = args.num_classes_total
-    optimizer = optimizer_from_args(model.parameters(), args)
-    return cls(model=model, optimizer=optimizer, lr=args.lr, train_mb_size=args.train_mb_size,
-               train_epochs=args.train_epochs, eval_mb_size=args.eval_mb_size, device=args.device,
-               plugins=list(plugins), evaluator=evaluator, seed=args.seed, **opts)
+    return cls(model=model, lr=args.lr, seed=args.seed, **opts,
+               **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins, criterion=False))
 
 
 @register("kdpsmr", summary="The paper: KD from the frozen basic model + Predictive Sorting Memory Replay",
-          uses_memory=True, caps_new_class=True, options=KDPSMR_OPTIONS)
+          uses_memory=True, caps_new_class=True, options=KDPSMROptions)
 def build_kdpsmr(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDPSMR:
-    """Registry builder for :class:`KDPSMR`; ``args.extra`` may hold any KD/PSMR option."""
-    return _build(KDPSMR, model=model, args=args, evaluator=evaluator, plugins=plugins)
+    """Registry builder for :class:`KDPSMR` (:class:`KDPSMROptions`)."""
+    return _build(KDPSMR, KDPSMROptions, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
 @register("kd", summary="Ablation: KD from the frozen basic model, no replay", uses_memory=False,
-          options={**_COMMON_OPTIONS, **_KD_OPTIONS})
+          options=KDOnlyOptions)
 def build_kd_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDOnly:
     """Registry builder for :class:`KDOnly`."""
-    return _build(KDOnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
+    return _build(KDOnly, KDOnlyOptions, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
 @register("psmr", summary="Ablation: Predictive Sorting Memory Replay, no KD", uses_memory=True,
-          caps_new_class=True, options={**_COMMON_OPTIONS, **_PSMR_OPTIONS})
+          caps_new_class=True, options=PSMROnlyOptions)
 def build_psmr_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> PSMROnly:
     """Registry builder for :class:`PSMROnly`."""
-    return _build(PSMROnly, model=model, args=args, evaluator=evaluator, plugins=plugins)
+    return _build(PSMROnly, PSMROnlyOptions, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
-__all__ = ["KDOnly", "KDPSMR", "PSMROnly", "build_kd_only", "build_kdpsmr", "build_psmr_only"]
+__all__ = ["CommonOptions", "KDOnly", "KDOnlyOptions", "KDPSMR", "KDPSMROptions", "PSMROnly", "PSMROnlyOptions",
+           "PSMROptions", "build_kd_only", "build_kdpsmr", "build_psmr_only"]

@@ -1,0 +1,26 @@
+"""The replay memory budget, computed here and nowhere else: M images in all, m per class."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["MemoryBudget", "memory_budget", "per_class_quota"]
+
+
+class MemoryBudget(NamedTuple):
+    """``total``: the memory M (images); ``quota``: the per-class share m."""
+
+    total: int
+    quota: int
+
+
+def per_class_quota(total: int, n_classes: int) -> int:
+    """m = M // classes, at least one image per class."""
+    return max(1, int(total) // max(1, int(n_classes)))
+
+
+def memory_budget(*, memory_fraction: float, n_train_images: int, n_classes_total: int) -> MemoryBudget:
+    """The reference's budget: M = round(memory_fraction x training images), m = M // classes (>= 1;
+    a fraction of 0 keeps one image per class)."""
+    total = int(round(memory_fraction * n_train_images))
+    return MemoryBudget(total, per_class_quota(total, n_classes_total))

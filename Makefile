@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test docs bench clean
+.PHONY: install demo test docs mermaid bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,26 @@ test: install
 	$(PY) -m pytest -n 2 -q tests
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
 
+# Mermaid for diagrams that render offline: the pinned npm build, copied into the git-ignored path that
+# docs/hooks/local_mermaid.py loads (without it the site fetches Mermaid from a CDN). `make test` never calls npm.
+MERMAID_VERSION := 11.17.2
+MERMAID_TGZ := .cache/npm/mermaid-$(MERMAID_VERSION).tgz
+MERMAID_JS := docs/javascripts/vendor/mermaid.min.js
+
+$(MERMAID_TGZ):
+	mkdir -p $(@D)/tmp
+	cd $(@D)/tmp && npm pack --silent --fetch-retries=1 mermaid@$(MERMAID_VERSION) >/dev/null
+	mv $(@D)/tmp/$(@F) $@
+
+$(MERMAID_JS): $(MERMAID_TGZ)
+	mkdir -p $(@D)
+	tar -xzOf $< package/dist/mermaid.min.js > $@.tmp
+	mv $@.tmp $@
+
+mermaid: $(MERMAID_JS)
+
 docs: install
+	$(MAKE) --no-print-directory mermaid || echo "warning: Mermaid $(MERMAID_VERSION) not installed from npm; the site loads it from a CDN (diagrams need the network)"
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:

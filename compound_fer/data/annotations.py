@@ -18,7 +18,6 @@ from compound_fer.data.schemes import SCHEMES
 from compound_fer.errors import DataError
 from compound_fer.taxonomy import ACTION_UNITS
 
-#: Landmark points of a scheme may lie this far (a fraction of the image side) outside the image.
 #: A landmark point may lie this far (a fraction of the image's longer side) outside the image: chins and
 #: jaw lines of tightly cropped photos run past the border; rows in another frame or garbage go further.
 OUTSIDE_TOLERANCE = 0.25
@@ -109,19 +108,26 @@ def read_landmarks(path: str | os.PathLike) -> LandmarkTable:
 def check_inside(points: np.ndarray, width: int, height: int, where: str, scheme: str = "cfee78") -> None:
     """DataError naming ``where`` when an eye centre lies outside the image, or any point further out than
     OUTSIDE_TOLERANCE of the image side (the row is in another frame, or wrong)."""
+    problem = outside_problem(points, width, height, scheme)
+    if problem:
+        raise DataError(f"{where}: {problem}; fix that row or delete it")
+
+
+def outside_problem(points: np.ndarray, width: int, height: int, scheme: str = "cfee78") -> str | None:
+    """What :func:`check_inside` finds wrong with a row (None: every point is inside, within tolerance)."""
     from compound_fer.data.schemes import get_scheme
 
     p = np.asarray(points, dtype=np.float64)
     for side, c in zip(("image-left", "image-right"), get_scheme(scheme).eye_centres(p)):
         if not (0 <= c[0] <= width - 1 and 0 <= c[1] <= height - 1):
-            raise DataError(f"{where}: the {side} eye centre ({c[0]:.1f}, {c[1]:.1f}) lies outside the {width}x{height} "
-                            "image; fix that row or delete it")
+            return f"the {side} eye centre ({c[0]:.1f}, {c[1]:.1f}) lies outside the {width}x{height} image"
     tol = OUTSIDE_TOLERANCE * max(width, height)
     bad = (p[:, 0] < -tol) | (p[:, 0] > width - 1 + tol) | (p[:, 1] < -tol) | (p[:, 1] > height - 1 + tol)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{where}: point {i} ({p[i, 0]:.1f}, {p[i, 1]:.1f}) lies outside the {width}x{height} "
-                        f"image ({int(bad.sum())} such points); fix that row or delete it")
+        return (f"point {i} ({p[i, 0]:.1f}, {p[i, 1]:.1f}) lies outside the {width}x{height} image "
+                f"({int(bad.sum())} such points)")
+    return None
 
 
 _AU_COL = re.compile(r"^au\s*0*(\d+)$", re.IGNORECASE)
@@ -216,7 +222,8 @@ def landmark_rows(table: LandmarkTable | None, files: list[str], root: Path) -> 
     return (match_frames(points, files, table), [table.where(k) if k else str(table.path) for k in keys], missing)
 
 
-def _size(file: str) -> tuple[int, int] | None:
+def image_size(file: str) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header alone, or None when it cannot be read."""
     try:
         from PIL import Image
 
@@ -233,7 +240,7 @@ def match_frames(points: list, files: list[str], table: LandmarkTable) -> list:
     are left alone."""
     from collections import Counter
 
-    sizes = [_size(f) if p is not None else None for f, p in zip(files, points)]
+    sizes = [image_size(f) if p is not None else None for f, p in zip(files, points)]
     common = Counter(s for s in sizes if s).most_common(1)
     if not common:
         return points

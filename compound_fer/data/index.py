@@ -89,10 +89,18 @@ def check_root(root: str | os.PathLike) -> Path:
 
 
 def walk_files(root: Path) -> list[Path]:
-    """All files under root, recursively, hidden files and folders left out, sorted."""
+    """All files under root, recursively, hidden files and folders left out, sorted. Linked folders are
+    followed, each real folder once (a link loop, or two links to one folder, lists its files once)."""
     out = []
+    seen = {os.path.realpath(root)}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         out += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
     return sorted(out)
 
@@ -137,6 +145,10 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
     pick = list(index.usable() if pick is None else pick)
     files = [index.files[i] for i in pick]
     lms, rows, _ = landmark_rows(landmarks, files, index.root)
+    sane, bad_rows = screen_landmarks(index, landmarks, files, lms, rows)
+    if bad_rows:
+        pick, files, lms, rows = ([x[j] for j in sane] for x in (pick, files, lms, rows))
+        aus = None if aus is None else np.asarray(aus)[sane]
     detector = usable_detector(detector) if any(x is None for x in lms) and method != "haar" else None
     pre = preprocess_faces(files, lms, method=method, size=image_size, margin=margin, cache=cache,
                            cache_dir=cache_dir, progress=progress, workers=workers,
@@ -144,6 +156,8 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
                            landmark_rows=rows)
     lm_kw, lm_meta = faceset_landmarks(pre, landmarks, detector)
     skipped = SkipReport(index.problems)
+    for f, why in bad_rows:
+        skipped.add(f, why)
     labels_of = {i: taxonomy.label_of(index.categories[i]) for i in set(pick)}
     for g in index.duplicates:
         cats = {index.categories[index.files.index(f)] for f in g if f in index.files}
@@ -187,6 +201,19 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
         meta=meta,
         **lm_kw,
     )
+
+
+def screen_landmarks(index: DataIndex, table, files: list[str], points: list, wheres: list[str]
+                     ) -> tuple[list[int], list[tuple[str, str]]]:
+    """(positions of ``files`` to keep, [(file, why)] for rows failing the landmark sanity checks), with
+    warnings for bad rows and rows naming no image (:mod:`compound_fer.data.landmark_checks`)."""
+    if table is None:
+        return list(range(len(files))), []
+    from compound_fer.data.landmark_checks import screen_rows, warn_unused
+
+    warn_unused(table, index.files, index.root)
+    bad = screen_rows(table, files, points, wheres)
+    return [j for j in range(len(files)) if j not in bad], [(files[j], bad[j]) for j in sorted(bad)]
 
 
 def lookup_landmarks(landmarks: dict[str, np.ndarray], file: str, root: Path) -> np.ndarray | None:

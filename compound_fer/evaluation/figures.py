@@ -47,20 +47,58 @@ def save(fig, path: Path) -> list[str]:
 
 
 def method_styles(keys: Sequence[str]) -> dict[str, dict]:
-    """Matplotlib line styles per method: 19 colours (tab20 without its black-adjacent greys) crossed with 4
-    line styles and 10 markers, so no two methods look alike; the paper's method black, thick, on top."""
+    """Matplotlib line styles per method: 9 strong colours (tab10 without grey), 3 dark ones, then tab20's light
+    shades, crossed with 4 line styles and 10 markers, so no two methods look alike; the paper's method black,
+    thick, on top."""
     plt = _plt()
     tab = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]  # greys read as black
-    colours = [*tab[0::2], *tab[1::2]]  # the strong shades first
+    dark = [(0.0, 0.0, 0.5), (0.72, 0.53, 0.04), (0.0, 0.5, 0.5)]  # navy, dark goldenrod, teal
+    colours = [*tab[0::2], *dark, *tab[1::2]]  # the strong shades first
     others = [k for k in keys if k.split(" ")[0] != PAPER_METHOD]
     out = {}
     for i, (k, c, ls, mk) in enumerate(zip(others, cycle(colours), cycle(_STYLES), cycle(_MARKERS))):
-        out[k] = {"color": c, "linestyle": ls, "marker": mk, "linewidth": 1.3, "markersize": 3.5, "zorder": 2}
+        out[k] = {"color": c, "linestyle": ls, "marker": mk, "linewidth": 1.6, "markersize": 4, "zorder": 2}
     for k in keys:
         if k not in out:
-            out[k] = {"color": "black", "linestyle": "-", "marker": "o", "linewidth": 2.8, "markersize": 4.5,
+            out[k] = {"color": "black", "linestyle": "-", "marker": "o", "linewidth": 3.0, "markersize": 5,
                       "zorder": 5}
     return out
+
+
+def merge_identical(curves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Curves equal to within 1e-9 drawn once, labelled ``"a = b = c"`` (methods that collapse to one result)."""
+    merged: dict[str, np.ndarray] = {}
+    for key, c in curves.items():
+        same = next((k for k, m in merged.items() if m.shape == c.shape and np.allclose(m, c, atol=1e-9,
+                                                                                       equal_nan=True)), None)
+        if same is None:
+            merged[key] = c
+        else:
+            merged[f"{same} = {key}"] = merged.pop(same)
+    return merged
+
+
+def _plot_methods(means: dict[str, np.ndarray], out: Path) -> list[str]:
+    """All methods' mean curves on one axes, identical curves merged, the legend outside in end-of-curve order."""
+    plt = _plt()
+    curves = merge_identical(means)
+    styles = method_styles(list(curves))
+    with plt.rc_context({"font.size": 11}):
+        fig, ax = plt.subplots(figsize=(7.2, 4.6))
+        for key, c in curves.items():
+            label = f"{key} (paper)" if styles[key]["color"] == "black" else key
+            ax.plot(np.arange(len(c)), 100 * c, label=label, **styles[key])
+        ax.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", ylim=(0, 100),
+               title="mean step accuracy over class orders")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        last = [float(np.nan_to_num(c[-1], nan=-1.0)) for c in curves.values()]
+        order = sorted(range(len(labels)), key=lambda i: -last[i])  # top of the legend = highest at the last step
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=10, loc="center left",
+                  bbox_to_anchor=(1.01, 0.5), frameon=False, title="method (by accuracy at the last step)",
+                  title_fontsize=10)
+        return save(fig, out / "step_accuracy_methods")
 
 
 def plot_step_curves(groups: dict[str, Sequence], out: Path) -> list[str]:
@@ -69,32 +107,25 @@ def plot_step_curves(groups: dict[str, Sequence], out: Path) -> list[str]:
     ``groups``: report group -> rows with ``step_accuracy``."""
     plt = _plt()
     written: list[str] = []
-    keys = sorted(groups)
-    styles = method_styles(keys)
-    fig_all, ax_all = plt.subplots(figsize=(8, 4.8))
-    for key in keys:
+    means: dict[str, np.ndarray] = {}
+    for key in sorted(groups):
         curves = np.array([r.step_accuracy for r in groups[key]], dtype=float)
-        means = np.nanmean(curves, axis=1)
+        order_means = np.nanmean(curves, axis=1)
+        means[key] = np.nanmean(curves, axis=0)
         x = np.arange(curves.shape[1])
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for label, c, style in (("best order", curves[np.argmax(means)], "--"),
-                                ("average", np.nanmean(curves, axis=0), "-"),
-                                ("worst order", curves[np.argmin(means)], ":")):
-            ax.plot(x, 100 * c, style, marker="o", ms=3, label=label)
-        ax.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", title=key, ylim=(0, 100))
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        written += save(fig, out / f"step_accuracy_{_slug(key)}")
-        label = f"{key} (paper)" if styles[key]["color"] == "black" else key
-        ax_all.plot(x, 100 * np.nanmean(curves, axis=0), label=label, **styles[key])
-    ax_all.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", ylim=(0, 100),
-               title="mean step accuracy over class orders")
-    ax_all.xaxis.get_major_locator().set_params(integer=True)
-    ax_all.grid(alpha=0.3)
-    ax_all.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    written += save(fig_all, out / "step_accuracy_methods")
-    return written
+        with plt.rc_context({"font.size": 11}):
+            fig, ax = plt.subplots(figsize=(6, 3.6))
+            for label, c, style in (("best order", curves[np.argmax(order_means)], "--"),
+                                    ("average", means[key], "-"),
+                                    ("worst order", curves[np.argmin(order_means)], ":")):
+                ax.plot(x, 100 * c, style, marker="o", ms=3, label=label)
+            ax.set(xlabel="step (0 = basic model)", ylabel="accuracy on classes seen (%)", title=key,
+                   ylim=(0, 100))
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.grid(alpha=0.3)
+            ax.legend()
+            written += save(fig, out / f"step_accuracy_{_slug(key)}")
+    return written + _plot_methods(means, out)
 
 
 def mean_accuracy_matrix(mats: Sequence) -> np.ndarray:
@@ -162,5 +193,5 @@ def plot_matrices(groups: dict[str, Sequence], out: Path) -> list[str]:
     return written
 
 
-__all__ = ["PAPER_METHOD", "mean_accuracy_matrix", "method_styles", "plot_accuracy_matrix", "plot_confusion",
+__all__ = ["PAPER_METHOD", "mean_accuracy_matrix", "merge_identical", "method_styles", "plot_accuracy_matrix", "plot_confusion",
            "plot_matrices", "plot_step_curves", "save"]

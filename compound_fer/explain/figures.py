@@ -168,9 +168,9 @@ def region_bars(attention: Mapping[str, Any], path: str | Path, *, title: str | 
     per = attention["per_class"]
     names = list(per)
     regions = taxonomy.REGIONS
-    height = max(4.0, 0.42 * len(names) + 1.6)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.0, height), sharey=True,
-                                  gridspec_kw={"width_ratios": [3, 2], "wspace": 0.05})
+    height = max(4.5, 0.4 * len(names) + 2.2)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(7.5, height), sharey=True,
+                                  gridspec_kw={"width_ratios": [3, 2], "wspace": 0.12})
     y = np.arange(len(names))
     h = 0.84 / len(regions)
     colours = plt.get_cmap("tab10").colors
@@ -181,25 +181,27 @@ def region_bars(attention: Mapping[str, Any], path: str | Path, *, title: str | 
             if r in per[n]["expected_regions"]:
                 bar.set_hatch("////")
                 bar.set_edgecolor("black")
-    ax.set_yticks(y, [_short(n) for n in names], fontsize=9)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of CAM mass", fontsize=9)
-    ax.legend(fontsize=8, ncol=5, loc="lower left", bbox_to_anchor=(0.0, 1.01), title_fontsize=8,
-              title="region (hatched = expected from the class's AUs)", borderaxespad=0.0)
-    for label, key, off, colour in (("pointing game (CAM max in expected regions)", "pointing", -0.27, "tab:red"),
-                                    ("class-blind prior (mean CAM of all images)", "pointing_prior", 0.0,
-                                     "tab:purple"),
-                                    ("chance (expected-region area)", "pointing_chance", 0.27, "0.6")):
+    ax.set_yticks(y, [_short(n) for n in names], fontsize=11)
+    ax.set_ylim(len(names) - 0.5, -0.5)  # first class on top, no empty band
+    ax.set_xlabel("share of CAM mass", fontsize=11)
+    ax.legend(fontsize=10, ncol=3, loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0,
+              title="region (hatched: expected from the class's AUs)", title_fontsize=10,
+              handlelength=1.5, columnspacing=1.0)
+    # black and greys: no colour of the region panel means something else here
+    for label, key, off, colour in (("pointing game", "pointing", -0.27, "black"),
+                                    ("class-blind prior", "pointing_prior", 0.0, "0.5"),
+                                    ("area chance", "pointing_chance", 0.27, "0.8")):
         ax2.barh(y + off, [per[n][key] or 0.0 for n in names], 0.27, label=label, color=colour)
     ax2.set_xlim(0, 1)
-    ax2.set_xlabel("rate", fontsize=9)
-    ax2.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0)
+    ax2.set_xlabel("rate of CAM maxima\nin an expected region", fontsize=11)
+    ax2.legend(fontsize=10, loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0, handlelength=1.5)
     for a in (ax, ax2):
         a.grid(axis="x", alpha=0.3)
-        a.tick_params(axis="x", labelsize=8)
+        a.tick_params(axis="x", labelsize=10)
+        a.xaxis.set_major_locator(plt.MaxNLocator(5))
     ov = attention["overall"]
     fig.suptitle(title or f"region attention: pointing {ov['pointing']:.2f}, class-blind prior "
-                 f"{ov['pointing_prior']:.2f}, chance {ov['pointing_chance']:.2f}", fontsize=10,
-                 y=1.0 - 0.1 / height)
-    fig.subplots_adjust(top=1.0 - 1.15 / height)  # room for the legends above the panels and the title
+                 f"{ov['pointing_prior']:.2f}, area chance {ov['pointing_chance']:.2f}", fontsize=12,
+                 y=1.0 - 0.08 / height)
+    fig.subplots_adjust(top=1.0 - 1.2 / height)  # room for the legends above the panels and the title
     return save_figure(fig, path)

@@ -9,7 +9,6 @@ docs/reliability.md).
 
 from __future__ import annotations
 
-import gc
 import resource
 import time
 from dataclasses import asdict, dataclass

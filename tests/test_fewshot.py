@@ -12,9 +12,17 @@ from torch import nn
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.inputs import Inputs
-from compound_fer.training.fewshot import FewShotResult, fewshot_table, run_fewshot, score_fewshot
+from compound_fer.runner.fewshot import Episode, EpisodeSettings, run_episode
+from compound_fer.training.fewshot import FewShotResult, fewshot_table, score_fewshot
 
 BASIC = [taxonomy.label_of(n) for n in taxonomy.basic_names()]
+
+
+def run_fewshot(*, basic_model, train, test, compound, shots, seed=0, mode="reference", inputs=None, save_to=None,
+                **settings) -> FewShotResult:
+    """One episode (:func:`run_episode`) from flat keywords: the episode's, then :class:`EpisodeSettings`'."""
+    return run_episode(Episode(compound, shots, seed, mode), EpisodeSettings(**settings), basic_model=basic_model,
+                       train=train, test=test, inputs=inputs, save_to=save_to)
 NEW = "Happily surprised"
 
 

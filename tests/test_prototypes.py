@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from compound_fer.config import parse_config
 from compound_fer.errors import ConfigError
 from compound_fer.runner import run_protocol
-from compound_fer.training.fewshot import run_fewshot
 from compound_fer.training.prototypes import PrototypePlugin, prototypes
 
-from test_fewshot import BASIC, NEW, faces, tiny_basic_model
+from test_fewshot import BASIC, NEW, faces, run_fewshot, tiny_basic_model
 
 
 @pytest.fixture(scope="module")

@@ -114,17 +114,17 @@ class ContinualRun:
         return [list(c) for c in self.bench.experience_classes]
 
 
-def component_plugins(cfg: ProtocolConfig, *, class_order: Sequence[int], rule: str, prototypes: str,
+def component_plugins(*, class_order: Sequence[int], rule: str, prototypes: str, device: str,
                       probe: Any = None) -> tuple[list[Any], Any]:
     """The plugins that set new outputs (continual and kept few-shot runs alike): compound outputs from their
     basic components (``rule`` "none": off), then class prototypes; returns (plugins, the component plugin)."""
     plugins: list[Any] = []
     prior = None
     if rule != "none":
-        prior = ComponentInitPlugin(class_order=class_order, probe=probe, rule=rule, device=cfg.device)
+        prior = ComponentInitPlugin(class_order=class_order, probe=probe, rule=rule, device=device)
         plugins.append(prior)
     if prototypes != "none":  # after component init: imprinting sees the class's faces
-        plugins.append(PrototypePlugin(mode=prototypes, device=cfg.device))
+        plugins.append(PrototypePlugin(mode=prototypes, device=device))
     return plugins, prior
 
 
@@ -153,7 +153,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
     subjects = benchmark_subjects(bench, splits.train) if entry.needs_subjects else None
     evaluator = make_evaluator(cfg, log_dir)
     test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
-    own, prior = component_plugins(cfg, class_order=bench.class_order, probe=(inputs.test_x, test_y),
+    own, prior = component_plugins(class_order=bench.class_order, probe=(inputs.test_x, test_y), device=cfg.device,
                                    rule=cfg.continual.component_rule if cfg.continual.component_init else "none",
                                    prototypes=cfg.continual.prototypes)
     strategy = make_strategy(

@@ -7,16 +7,13 @@ runs, every argument of :func:`run_protocol` applied (:func:`~compound_fer.runne
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from compound_fer import distributed as dist
 from compound_fer import fingerprint, taxonomy
@@ -24,49 +21,20 @@ from compound_fer.config import ProtocolConfig, dump_config
 from compound_fer.data.splits import class_orders
 from compound_fer.errors import DataError
 from compound_fer.evaluation.report import load_rows, merge_rows, write_report
-from compound_fer.evaluation.rows import BasicRow, FewShotRow, Row, row_from_dict
+from compound_fer.evaluation.rows import BasicRow, Row, row_from_dict
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
 from compound_fer.runner.continual import OrderJob, RunFiles, run_continual
 from compound_fer.runner.dataset import Splits, load_dataset, make_splits
 from compound_fer.runner.geometry import fuse_geometry
-from compound_fer.runner.plan import RunPlan, effective_config, resolve_plan
+from compound_fer.runner.fewshot import run_fewshot_phase
+from compound_fer.runner.plan import RunPlan, resolve_plan
+from compound_fer.runner.rows import read_row, remove_stale_temp_files
 from compound_fer.seeding import seed_everything
 from compound_fer.threads import configure
-from compound_fer.training.fewshot import run_fewshot
 
 log = logging.getLogger(__name__)
-
-
-def read_row(path: Path) -> dict | None:
-    """A completed row written by this runner, or None when absent or unusable (then it is recomputed).
-
-    Rows are written atomically, so a torn row means outside damage; it is logged and never trusted.
-    """
-    if not path.is_file():
-        return None
-    try:
-        row = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        log.warning("resume: %s is unreadable (%s); recomputing it", path, err)
-        return None
-    if not isinstance(row, dict) or "kind" not in row or "seed" not in row:
-        log.warning("resume: %s is not a results row; recomputing it", path)
-        return None
-    return row
-
-
-def remove_stale_temp_files(out_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed atomic write left (``.<name>.*.tmp``); they are never read."""
-    gone = []
-    for sub in ("rows", "checkpoints", "models"):
-        for tmp in (out_dir / sub).glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-            gone.append(tmp)
-    if gone:
-        log.info("resume: removed %d temporary file(s) left by an interrupted write", len(gone))
-    return gone
 
 
 def _row_path(out_dir: Path, seed: int, method: str, order: int) -> Path:
@@ -125,42 +93,6 @@ def _continual_stage(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, i
                 write_json(path, row.to_dict())
                 ckpt_path.unlink(missing_ok=True)  # the row is safe: its step checkpoint is not needed
             rows.append(row)
-    return rows
-
-
-def run_fewshot_phase(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
-                      out_dir: Path, resume: bool = False, progress: bool = True) -> list[Row]:
-    """The reference's few-shot protocol for every compound class and shot count; one row each."""
-    cfg = plan.config
-    compounds = cfg.fewshot.compounds or tuple(c.name for c in taxonomy.categories("compound"))
-    n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
-    quota = plan.memory(len(splits.train), n_all).quota  # kept mode: the continual protocol's per-class memory
-    rows: list[Row] = []
-    modes = ("reference", "kept") if cfg.fewshot.mode == "both" else (cfg.fewshot.mode,)
-    shots_of = {m: [s for s in cfg.fewshot.shots if s > 0 or m == modes[0]] for m in modes}  # zero-shot: once
-    episodes = [(m, s, r, c) for m in modes for s in shots_of[m] for r in range(1 if s == 0 else cfg.fewshot.repeats)
-                for c in compounds]
-    for mode, shots, rep, name in tqdm(episodes, desc="few-shot episodes", unit="episode", disable=not progress,
-                                       leave=False):
-        tag = "" if mode == "reference" or shots == 0 else f"_{mode}"  # modes side by side
-        path = out_dir / "rows" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}_{shots}shot_r{rep}{tag}.json"
-        done = read_row(path) if resume else None
-        if done is not None:
-            rows.append(row_from_dict(done))
-            continue
-        save = cfg.fewshot.save_models and rep == 0 and shots == max(cfg.fewshot.shots) and dist.is_main()
-        res = run_fewshot(basic_model=basic_model, train=splits.train, test=splits.test, compound=name,
-                          shots=shots, seed=seed * 100 + rep, epochs=cfg.fewshot.epochs, lr=cfg.fewshot.lr,
-                          batch_size=cfg.fewshot.batch_size, inputs=inputs,
-                          include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
-                          mode=mode, quota=quota, component_init=cfg.fewshot.component_init,
-                          prototypes=cfg.fewshot.prototypes,
-                          trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
-                          save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
-                                                      f"_{shots}shot{tag}.pt" if save else None)
-        row = FewShotRow(repeat=rep, **asdict(res))  # seed: the episode's (seed x 100 + repeat)
-        write_json(path, row.to_dict())
-        rows.append(row)
     return rows
 
 

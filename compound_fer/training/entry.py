@@ -9,7 +9,7 @@ defaults written once. The distillation methods compose :class:`KDOptions` (the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

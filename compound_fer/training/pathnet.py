@@ -26,7 +26,6 @@ paths that may run through the frozen modules (which get no gradient); a new hea
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import torch

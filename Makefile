@@ -24,6 +24,7 @@ demo: install
 	$(VENV)/bin/compound-fer demo --overwrite  # a rerun replaces runs/demo
 
 test: install
+	$(VENV)/bin/ruff check compound_fer tests benchmarks
 	$(PY) -m pytest -n 2 -q tests
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
 

@@ -482,8 +482,9 @@ def test_test_data_lacking_compound_classes_fails_before_the_basic_phase(tmp_pat
     out, _ = earlier
     before = snapshot(out)
     test = labelled_folder(tmp_path / "test", [*taxonomy.basic_names(), "Happily surprised"])
+    data = labelled_folder(tmp_path / "data", taxonomy.basic_names())  # --test-data may not be the --data folder
     cfg = tmp_path / "path.yaml"
-    cfg.write_text(TINY_YAML.replace("source: synthetic", f"source: path, path: {test}"))
+    cfg.write_text(TINY_YAML.replace("source: synthetic", f"source: path, path: {data}"))
     err = refused(["run", "--config", cfg, "--test-data", test, "--out", tmp_path / "new"], "--test-data",
                   str(test), "Sadly angry", "compound-fer fewshot", "--compounds 'Happily surprised'", capsys=capsys)
     assert "allow_fewer" not in err and "--order" not in err
@@ -675,7 +676,9 @@ def test_api_external_test_set_lacking_compounds_fails_before_the_basic_phase(tm
 
     cfg = parse_config(yaml.safe_load(TINY_YAML)).with_overrides(data={"source": "path", "path": str(tmp_path)})
     partial = generate(categories=[*taxonomy.basic_names(), "Awed"], n_subjects=2, per_subject=1, image_size=32)
-    monkeypatch.setattr(protocol, "load_dataset", lambda cfg, path=None, progress=True: partial)
+    full = generate(categories=[c.name for c in taxonomy.categories(("basic", "compound"))], n_subjects=4,
+                    per_subject=1, image_size=32)
+    monkeypatch.setattr(protocol, "load_dataset", lambda cfg, path=None, progress=True: partial if path else full)
     with pytest.raises(DataError, match=r"test data .*test.*no usable image of .*Sadly angry.*fewshot --compounds"):
         protocol.run_protocol(cfg, out_dir=tmp_path / "out", test_path=str(tmp_path / "test"), progress=False)
     assert not list((tmp_path / "out").glob("models/*"))  # no basic phase was run

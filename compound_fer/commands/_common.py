@@ -190,11 +190,11 @@ def _check_folder(path: str, option: str) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, overrides: dict):
-    from compound_fer.config import load_config
-
     if not args.config:
         raise ConfigError(f"--config is required: a YAML protocol file or a packaged name ({packaged_names()})")
     config_file = resolve_config(args.config)
+    from compound_fer.config import load_config
+
     cfg = load_config(config_file)  # refuses an empty file and seeds: [] (compound_fer.config)
     threads = parse_int(args.threads, "--threads", minimum=1)
     if threads is not None:
@@ -213,15 +213,16 @@ def _config_from_args(args: argparse.Namespace, overrides: dict):
         data = resolve_data_path(cfg.data.path, key="data.path", config_file=config_file)
     if not test_data and cfg.data.test_path:
         test_data = resolve_data_path(cfg.data.test_path, key="data.test_path", config_file=config_file)
+    if data and test_data and Path(data).expanduser().resolve() == Path(test_data).expanduser().resolve():
+        raise ConfigError(f"--test-data {test_data} is the --data folder ({data}): the run would test on its "
+                          f"training images; give a folder of other people's faces, or drop --test-data (the strict "
+                          f"split then holds out test subjects of --data)")
     check_device(cfg.device, config_file)
     return cfg, data, test_data
 
 
 def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
     """Check every option, then run the protocol and print its tables."""
-    from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
-    from compound_fer.runner import run_protocol
-
     seeds = parse_int_list(args.seeds, "--seeds")
     orders = parse_int(getattr(args, "orders", None), "--orders", minimum=1)
     cfg, data, test_data = _config_from_args(args, dict(overrides or {}))
@@ -245,6 +246,9 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
         check_test_data(test_data, cfg, data_path=data, continual=continual,
                         fewshot=cfg.fewshot.enabled if fewshot is None else fewshot)
     out = check_out_dir(Path(args.out or Path("runs") / cfg.name))
+    from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
+    from compound_fer.runner import run_protocol
+
     command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
     # run_protocol checks the folder's fingerprint first (compound_fer.fingerprint), before any data is made
     run_protocol(cfg, out_dir=out, data_path=data, test_path=test_data, methods=methods, orders=orders, seeds=seeds,

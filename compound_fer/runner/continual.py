@@ -26,6 +26,7 @@ from compound_fer.labels import to_model_labels
 from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.dataset import Splits
 from compound_fer.seeding import seed_everything
+from compound_fer.training.bias_correction import bias_history, plugins_for
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class ContinualRun:
     start: float = field(default_factory=time.perf_counter)
     first_step: int = 0
     prior: Any = None  # ComponentInitPlugin (continual.component_init): its zero-shot scores go in the row
+    bias: str = "none"  # continual.bias_correction, as the row says it
 
     @property
     def experience_classes(self) -> list[list[int]]:
@@ -141,6 +143,7 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
         from compound_fer.training.prototypes import PrototypePlugin
 
         plugins.append(PrototypePlugin(mode=cfg.continual.prototypes, device=cfg.device))
+    plugins.extend(plugins_for(cfg.continual.bias_correction, seed=seed))
     strategy = make_strategy(
         method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
@@ -153,6 +156,7 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
         strategy=strategy, evaluator=evaluator, bench=bench, memory_total=mem_total, quota=quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
         record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
+        bias=cfg.continual.bias_correction.label,
     )
 
 
@@ -260,6 +264,7 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
         **run.record.to_dict(), ranks_in_sync=in_sync,
         trunk_cache_seconds=None if trunk_cache_seconds is None else round(trunk_cache_seconds, 2),
         mode=mode, world_size=dist.world_size(), zero_shot=run.prior.zero_shot if run.prior is not None else None,
+        bias_correction=run.bias, bias_steps=bias_history(run.strategy),
     )
 
 

@@ -23,6 +23,7 @@ from compound_fer.evaluation.rows import BasicRow, FewShotRow, Row, row_from_dic
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
+from compound_fer.runner.checks import check_paths, check_splits
 from compound_fer.runner.continual import run_continual
 from compound_fer.runner.dataset import EXTERNAL_NEEDS_STRICT, Splits, load_dataset, make_splits
 from compound_fer.seeding import seed_everything
@@ -90,19 +91,6 @@ def effective_config(cfg: ProtocolConfig, *, data_path: str | None = None, test_
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
     return out
-
-
-def require_test_classes(cfg: ProtocolConfig, test_faces) -> None:
-    """An external test set must hold every compound class the run tests (all of them for the continual
-    phase, ``fewshot.compounds`` for the few-shot phase): a DataError naming the folder and the classes."""
-    needed = list(taxonomy.compound_names()) if cfg.continual.methods else []
-    if cfg.fewshot.enabled:
-        needed += list(cfg.fewshot.compounds or taxonomy.compound_names())
-    missing = [n for n in dict.fromkeys(needed) if n not in set(test_faces.class_names)]
-    if missing:
-        raise DataError(f"test data {cfg.data.test_path}: no usable image of {', '.join(missing)}, which this run "
-                        f"tests; add their images, or run the few-shot phase alone on the classes it has "
-                        f"(compound-fer fewshot --compounds ...)")
 
 
 def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool,
@@ -197,7 +185,7 @@ def run_fewshot_phase(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Sp
                           batch_size=cfg.fewshot.batch_size, inputs=inputs,
                           include_neutral=cfg.data.include_neutral, kd=cfg.continual.kd,
                           mode=mode, quota=quota, component_init=cfg.fewshot.component_init,
-                          prototypes=cfg.fewshot.prototypes,
+                          prototypes=cfg.fewshot.prototypes, bias_correction=cfg.fewshot.bias_correction,
                           trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
                           save_to=out_dir / "models" / f"fewshot_seed{seed}_{taxonomy.normalise_name(name)}"
                                                       f"_{shots}shot{tag}.pt" if save else None)
@@ -273,10 +261,10 @@ def run_protocol(
                         test_data=str(cfg.data.test_path or ""))
     if cfg.data.test_path and cfg.evaluation.mode != "strict":  # fail before minutes of loading
         raise ConfigError(EXTERNAL_NEEDS_STRICT.format(mode=cfg.evaluation.mode))
+    check_paths(cfg.data.path, cfg.data.test_path)
     faces = load_dataset(cfg, progress=progress)
     test_faces = load_dataset(cfg, path=cfg.data.test_path, progress=progress) if cfg.data.test_path else None
-    if test_faces is not None:
-        require_test_classes(cfg, test_faces)  # before the basic phase, not after it
+    check_splits(cfg, faces, test_faces=test_faces)  # every data check, before the basic phase of any seed
     rows: list[Row] = []
     for seed in seeds:
         rows += _seed_stage(cfg, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)

@@ -20,7 +20,7 @@ from torch import nn
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import ConfigError
-from compound_fer.evaluation.metrics import accuracy, step_accuracy
+from compound_fer.evaluation.metrics import accuracy, balanced_accuracy, harmonic_mean, step_accuracy
 from compound_fer.inputs import Inputs
 from compound_fer.training.predict import predict
 
@@ -43,6 +43,8 @@ class FewShotResult:
     new_class_recall: float
     seven_way_accuracy: float
     basic_accuracy: float
+    harmonic_mean: float = float("nan")
+    balanced_accuracy: float = float("nan")
     basic_accuracy_before: float = float("nan")
     n_way: int = 7
     n_test_new: int = 0
@@ -60,16 +62,21 @@ def score_fewshot(y_true: Any, y_pred: Any, *, new_class: int, basic_classes: It
 
     ``new_class_recall``: correct among the new class's images (the reference's number);
     ``seven_way_accuracy``: correct among all images of the basic and new classes;
-    ``basic_accuracy``: correct among the basic classes' images (with the new class a possible answer).
+    ``basic_accuracy``: correct among the basic classes' images (with the new class a possible answer);
+    ``harmonic_mean`` of the recall and the basic accuracy, and ``balanced_accuracy`` (mean per-class recall of
+    the basic classes and the new one): the generalised few-shot scores.
     """
     t = np.asarray(y_true).reshape(-1)
     p = np.asarray(y_pred).reshape(-1)
     basic = [int(c) for c in basic_classes]
     keep = np.isin(t, basic + [int(new_class)])
+    recall, basic_acc = step_accuracy(t, p, [int(new_class)]), step_accuracy(t, p, basic)
     return {
-        "new_class_recall": step_accuracy(t, p, [int(new_class)]),
+        "new_class_recall": recall,
         "seven_way_accuracy": accuracy(t[keep], p[keep]),
-        "basic_accuracy": step_accuracy(t, p, basic),
+        "basic_accuracy": basic_acc,
+        "harmonic_mean": harmonic_mean(recall, basic_acc),
+        "balanced_accuracy": balanced_accuracy(t[keep], p[keep], basic + [int(new_class)]),
     }
 
 
@@ -104,6 +111,7 @@ def run_fewshot(
     quota: int = 17,
     component_init: bool = True,
     prototypes: str = "none",
+    bias_correction: Any = None,
     save_to: Any = None,
 ) -> FewShotResult:
     """Train one 7-way few-shot model from ``basic_model`` (left untouched) and score it both ways.
@@ -121,7 +129,8 @@ def run_fewshot(
     ``mode="kept"`` keeps the basic classes: KD+PSMR (a PSMR memory of ``quota`` basic faces per class
     replayed with the shots, KD from the basic model) and, with ``component_init``, the new output
     initialised from the compound's basic components; ``prototypes`` (``imprint`` / ``ncm``, see
-    :mod:`~compound_fer.training.prototypes`) sets it from the shots' mean embedding; ``save_to``: the model.
+    :mod:`~compound_fer.training.prototypes`) sets it from the shots' mean embedding; ``bias_correction`` (a
+    BiasCorrection config section, kept mode) corrects the lean toward the basic faces; ``save_to``: the model.
     """
     if shots < 0:
         raise ConfigError(f"few-shot: shots={shots} must be >= 0 (0: the zero-shot row)")
@@ -145,7 +154,7 @@ def run_fewshot(
                   "seed": seed}
     strategy, plugin = _episode_strategy(mode, inputs.wrap(student), teacher_net, bench, kd_opts=kd_opts,
                                          train_opts=train_opts, quota=quota, component_init=component_init,
-                                         prototypes=prototypes)
+                                         prototypes=prototypes, bias_correction=bias_correction)
     strategy.train(bench.train_stream[1])  # reference: the shots only; kept: the shots + the basic memory
     scores, counts = _score(bench, test, inputs, strategy.model, teacher_net, device=device)
     shot_rows = (bench.settings.get("shots") or {}).get(name, [])
@@ -153,7 +162,8 @@ def run_fewshot(
         compound=name, shots=shots, seed=seed, shot_indices=[int(i) for i in shot_rows], **counts, epochs=epochs,
         lr=lr, settings={**kd_opts, "gamma": float(plugin.gamma0), "trainable": trainable, "batch_size": batch_size,
                          "mode": mode, "cached": inputs.cached, "classes": list(bench.names),
-                         **({"quota": quota, "component_init": component_init, "prototypes": prototypes}
+                         **({"quota": quota, "component_init": component_init, "prototypes": prototypes,
+                             "bias_correction": getattr(bias_correction, "label", "none")}
                             if mode == "kept" else {})},
         **scores,
     )
@@ -204,7 +214,8 @@ def _episode(basic_model: nn.Module, *, train: FaceSet, test: FaceSet, compound:
 
 
 def _episode_strategy(mode: str, net: nn.Module, teacher_net: nn.Module, bench: Any, *, kd_opts: dict,
-                      train_opts: dict, quota: int, component_init: bool, prototypes: str = "none") -> tuple[Any, Any]:
+                      train_opts: dict, quota: int, component_init: bool, prototypes: str = "none",
+                      bias_correction: Any = None) -> tuple[Any, Any]:
     """(strategy, its distillation plugin): naive + KD from the basic model (reference), or KD+PSMR (kept)."""
     from compound_fer.training.distillation import DistillationPlugin
     from compound_fer.training.registry import make_strategy
@@ -212,7 +223,7 @@ def _episode_strategy(mode: str, net: nn.Module, teacher_net: nn.Module, bench: 
     t = train_opts
     if mode == "kept":
         return _kept_strategy(net, bench, **kd_opts, **t, quota=quota, component_init=component_init,
-                              prototypes=prototypes)
+                              prototypes=prototypes, bias_correction=bias_correction)
     if mode != "reference":
         raise ConfigError(f"fewshot.mode must be 'reference' or 'kept', got {mode!r}")
     plugin = DistillationPlugin(teacher=teacher_net, **kd_opts, teacher_mode="basic")
@@ -250,7 +261,7 @@ def _save(student: nn.Module, path: Any, *, bench: Any, mode: str, compound: str
 
 def _kept_strategy(net: nn.Module, bench: Any, *, temperature: float, gamma0: float, teacher_padding: str, lr: float,
                    optimizer: str, epochs: int, batch_size: int, device: str, seed: int, quota: int,
-                   component_init: bool, prototypes: str = "none") -> tuple[Any, Any]:
+                   component_init: bool, prototypes: str = "none", bias_correction: Any = None) -> tuple[Any, Any]:
     """KD+PSMR over the episode: experience 0 (zero epochs) fills the PSMR memory with basic faces and
     snapshots the basic model as the KD teacher; the returned strategy then trains the shots + memory."""
     from compound_fer.training.component_init import ComponentInitPlugin
@@ -261,6 +272,10 @@ def _kept_strategy(net: nn.Module, bench: Any, *, temperature: float, gamma0: fl
         from compound_fer.training.prototypes import PrototypePlugin
 
         plugins.append(PrototypePlugin(mode=prototypes, device=device))
+    if bias_correction is not None:
+        from compound_fer.training.bias_correction import plugins_for
+
+        plugins.extend(plugins_for(bias_correction, seed=seed))
     n_total = len(bench.class_order)
     strategy = make_strategy(
         "kdpsmr", model=net, plugins=plugins, lr=lr, optimizer=optimizer, train_epochs=epochs, train_mb_size=batch_size,
@@ -273,7 +288,7 @@ def _kept_strategy(net: nn.Module, bench: Any, *, temperature: float, gamma0: fl
     return strategy, strategy.kd
 
 
-_SCORES = ("new_class_recall", "seven_way_accuracy", "basic_accuracy")
+_SCORES = ("harmonic_mean", "new_class_recall", "basic_accuracy", "balanced_accuracy", "seven_way_accuracy")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

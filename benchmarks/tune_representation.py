@@ -119,6 +119,9 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     "fewshot kept + imprint": {"fewshot": {"component_init": True, "prototypes": "imprint"}},
     "fewshot kept + imprint, no component init": {"fewshot": {"component_init": False, "prototypes": "imprint"}},
     "fewshot kept + ncm": {"fewshot": {"component_init": False, "prototypes": "ncm"}},
+    # old/new bias correction (training/bias_correction.py), on the shipped config's levers
+    "as shipped": {},
+    "landmarks, as shipped": {"model": {"geometry": "landmarks"}},
     "landmarks x0.5 + component init": {
         "model": {"geometry": "landmarks", "geometry_weight": 0.5},
         "continual": {"component_init": True, "trainable": "tail_head"}},

@@ -12,3 +12,13 @@ __version__ = "0.1.0"
 # COMPOUND_FER_OMP_WAIT_POLICY=default leaves OpenMP's own default.
 if _os.environ.get("COMPOUND_FER_OMP_WAIT_POLICY", "").lower() != "default":
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def __getattr__(name: str):
+    """``compound_fer.predict`` and ``compound_fer.Prediction`` (:mod:`compound_fer.prediction`), loaded on
+    first use so that ``import compound_fer`` stays light."""
+    if name in ("predict", "Prediction"):
+        from importlib import import_module
+
+        return getattr(import_module("compound_fer.prediction"), name)
+    raise AttributeError(f"module 'compound_fer' has no attribute {name!r}")

@@ -59,6 +59,20 @@ def quiet_warnings() -> None:
     warnings.filterwarnings("ignore", category=PicklingWarning)
 
 
+def warning_as_log_line(*, verbose: bool = False):
+    """A ``warnings.showwarning`` that logs each warning (ours or a library's) as one line on the
+    ``py.warnings`` logger: the message, its category unless a plain UserWarning, and (verbose) where."""
+    wlog = logging.getLogger("py.warnings")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if category is not UserWarning:
+            text = f"{category.__name__}: {text}"
+        wlog.warning("%s", f"{text} ({filename}:{lineno})" if verbose else text)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -69,6 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    shown, warnings.showwarning = warnings.showwarning, warning_as_log_line(verbose=args.verbose)
+    try:
+        return _run(args, argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    """The chosen command; a CompoundFERError or a failed write becomes one line on stderr and exit 2."""
     try:
         return int(args._run(args) or 0)
     except CompoundFERError as exc:

@@ -20,6 +20,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _as_list(v: Any) -> Any:
+    """A list of names may be given as one string: ``kdpsmr`` or ``naive, kdpsmr`` (as on the command line)."""
+    return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+
 class SyntheticData(_Section):
     """The embedded procedural dataset (no files)."""
 
@@ -117,6 +122,37 @@ class KDConfig(_Section):
                                   "(continual.kd.feature_weight, 0)")
 
 
+BiasName = Literal["weight_aligning", "bic", "balanced_finetune", "logit_adjustment"]
+
+
+class BiasCorrection(_Section):
+    """Old/new class bias correction of each step (training/bias_correction.py), corrections in order.
+
+    In YAML: a name (``bic``), a list of names, ``none``, or this mapping with the settings."""
+
+    methods: tuple[BiasName, ...] = ()
+    tau: float = Field(1.0, ge=0.0)  # logit_adjustment: strength of the log-prior shift
+    holdout: float = Field(0.2, gt=0.0, lt=1.0)  # bic: share of each class's step images held out
+    epochs: int = Field(30, ge=1)  # balanced_finetune: full-batch steps on the head's last Linear
+    lr: float = Field(1e-3, gt=0.0)  # balanced_finetune: Adam learning rate
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        if v is None or v == "none":
+            return {"methods": ()}
+        if isinstance(v, str):
+            return {"methods": (v,)}
+        if isinstance(v, (list, tuple)):
+            return {"methods": tuple(m for m in v if m != "none")}
+        return v
+
+    @property
+    def label(self) -> str:
+        """What the results rows say: ``none`` or the corrections joined by ``+``."""
+        return "+".join(self.methods) or "none"
+
+
 class ContinualPhase(_Section):
     """Experiences 1..15: one compound class each (or `classes_per_step`), N seeded class orders."""
 
@@ -142,6 +178,8 @@ class ContinualPhase(_Section):
     # embedding (the method ncm is the nearest-class-mean classifier)
     prototypes: Literal["none", "imprint", "ncm"] = "none"
     kd: KDConfig = KDConfig()
+    # old/new class bias correction of every step, for every method (training/bias_correction.py)
+    bias_correction: BiasCorrection = BiasCorrection()
     # per method: options its registered options model declares (checked when the run is planned, runner/plan.py)
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -151,6 +189,11 @@ class ContinualPhase(_Section):
             raise ValueError("continual.prototypes: ncm would turn every method into the same nearest-class-mean "
                              "classifier; add the method ncm to continual.methods instead (or prototypes: imprint)")
         return self
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return _as_list(v)
 
     @field_validator("methods")
     @classmethod
@@ -172,6 +215,7 @@ class FewShotPhase(_Section):
     mode: Literal["reference", "kept", "both"] = "reference"
     component_init: bool = True  # kept mode: the new output starts from its basic components
     prototypes: Literal["none", "imprint", "ncm"] = "none"  # kept mode: as continual.prototypes
+    bias_correction: BiasCorrection = BiasCorrection()  # kept mode: as continual.bias_correction
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 
     @field_validator("shots")
@@ -180,6 +224,11 @@ class FewShotPhase(_Section):
         if any(s < 0 for s in v):
             raise ValueError(f"fewshot.shots must be >= 1 (or 0: the zero-shot row), got {list(v)}")
         return v
+
+    @field_validator("compounds", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return _as_list(v)
 
     @field_validator("compounds")
     @classmethod
@@ -250,13 +299,50 @@ def parse_config(data: dict[str, Any], *, source: str = "<dict>") -> ProtocolCon
         raise ConfigError(f"invalid config {source}: {err}") from None
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice (plain YAML keeps the last value without a word)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                line = first.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                continue
+            if line != key_node.start_mark.line + 1:
+                raise DuplicateKeyError(problem=f"key {key!r} is given twice in one mapping (lines {line} and "
+                                                f"{key_node.start_mark.line + 1})", problem_mark=key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def config_text(path: Path) -> str:
+    """The text of a config file (UTF-8, with or without a BOM); ConfigError naming the file and the line of
+    the first byte that is not UTF-8 (Windows editors often save cp1252)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        char = raw[err.start:err.start + 1].decode("cp1252", "replace")
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte 0x{raw[err.start]:02x}, {char!r} in Windows-1252, "
+                          f"on line {line}); save the file as UTF-8") from None
+
+
 def load_config(path: str | Path) -> ProtocolConfig:
-    """Read and validate a YAML protocol file."""
+    """Read and validate a YAML protocol file (a key given twice in one mapping is refused)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (the shipped ones are in benchmarks/configs/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(config_text(path), Loader=UniqueKeyLoader)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"config file {path}: {err.problem}; YAML would keep only the last value: delete "
+                          f"one of them") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if data is None:  # empty, or comments only: refused, never a full run of every default

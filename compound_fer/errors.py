@@ -17,6 +17,10 @@ class WeightsError(CompoundFERError):
     """Missing or unsafe model weights."""
 
 
+class ModelError(CompoundFERError):
+    """A model that cannot do what a method asks of it (e.g. a head that does not grow with the classes)."""
+
+
 def brief_load_error(err: BaseException, *, limit: int = 3) -> str:
     """A few lines for a ``load_state_dict`` failure, which lists every mismatched key (hundreds of
     lines for a real backbone): counts per kind and the first ``limit`` keys of each."""

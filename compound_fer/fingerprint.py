@@ -63,8 +63,15 @@ def data_digest(path: str | os.PathLike | None) -> dict[str, Any]:
         return {"path": str(root), "files": 0, "digest": None}
     h = hashlib.sha256()
     n = 0
+    seen = {os.path.realpath(root)}  # linked folders once each: a link loop is not walked round and round
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             if name.startswith("."):
                 continue

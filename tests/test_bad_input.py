@@ -482,8 +482,9 @@ def test_test_data_lacking_compound_classes_fails_before_the_basic_phase(tmp_pat
     out, _ = earlier
     before = snapshot(out)
     test = labelled_folder(tmp_path / "test", [*taxonomy.basic_names(), "Happily surprised"])
+    data = labelled_folder(tmp_path / "data", taxonomy.basic_names())  # --test-data may not be the --data folder
     cfg = tmp_path / "path.yaml"
-    cfg.write_text(TINY_YAML.replace("source: synthetic", f"source: path, path: {test}"))
+    cfg.write_text(TINY_YAML.replace("source: synthetic", f"source: path, path: {data}"))
     err = refused(["run", "--config", cfg, "--test-data", test, "--out", tmp_path / "new"], "--test-data",
                   str(test), "Sadly angry", "compound-fer fewshot", "--compounds 'Happily surprised'", capsys=capsys)
     assert "allow_fewer" not in err and "--order" not in err

@@ -147,7 +147,6 @@ def test_kept_mode_keeps_the_basic_classes_where_the_reference_mode_forgets_them
 
 
 def test_kept_mode_saves_a_model_that_reloads(data, tmp_path):
-    from compound_fer.model_io import load_model
 
     basic, train, test = data
     basic.name, basic.image_size = "custom", 4

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from compound_fer.explain.gradcam import (
-    METHODS,
     CAMExplainer,
     class_mean_cams,
     compute_cams,

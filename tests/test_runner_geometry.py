@@ -2,7 +2,6 @@
 end to end on tiny synthetic faces given made-up CFEE landmarks that depend on the expression."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest

@@ -14,4 +14,5 @@ COMMANDS: tuple[str, ...] = (
     "report",
     "evaluate",
     "gradcam",
+    "predict",
 )

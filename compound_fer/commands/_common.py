@@ -168,6 +168,7 @@ def _overrides_from_args(args: argparse.Namespace, overrides: dict, methods: lis
     if not args.config:
         raise ConfigError(f"--config is required: a YAML protocol file or a packaged name ({packaged_names()})")
     config_file = resolve_config(args.config)
+
     cfg = load_config(config_file)  # refuses an empty file and seeds: [] (compound_fer.config)
     over: dict = {"data": {}, "continual": {}, **overrides}
     threads = parse_int(args.threads, "--threads", minimum=1)
@@ -202,6 +203,11 @@ def _overrides_from_args(args: argparse.Namespace, overrides: dict, methods: lis
     elif cfg.data.test_path:
         over["data"]["test_path"] = resolve_data_path(cfg.data.test_path, key="data.test_path",
                                                       config_file=config_file)
+    data, test_data = over["data"].get("path"), over["data"].get("test_path")
+    if data and test_data and Path(data).expanduser().resolve() == Path(test_data).expanduser().resolve():
+        raise ConfigError(f"--test-data {test_data} is the --data folder ({data}): the run would test on its "
+                          f"training images; give a folder of other people's faces, or drop --test-data (the strict "
+                          f"split then holds out test subjects of --data)")
     check_device(cfg.device, config_file)
     return cfg, {k: v for k, v in over.items() if v != {}}
 
@@ -217,7 +223,7 @@ def _with_flags(err: CompoundFERError, args: argparse.Namespace) -> CompoundFERE
         if err.present:
             hint += (f", or run the few-shot phase alone on the classes it has: compound-fer fewshot --test-data "
                      f"{shlex.quote(test_data)} --compounds {shlex.quote(','.join(err.present))}")
-        return DataError(f"--test-data {test_data}: no image of {len(err.missing)} compound class(es) this run "
+        return DataError(f"--test-data {test_data}: no image of {len(err.missing)} class(es) this run "
                          f"tests ({', '.join(err.missing)}); {hint}")
     msg = str(err)
     for flag, key in FLAG_KEYS.items():

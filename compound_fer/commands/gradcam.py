@@ -8,7 +8,7 @@ from pathlib import Path
 
 from compound_fer.commands._common import resolve_config
 from compound_fer.errors import ConfigError
-from compound_fer.explain.pipeline import SPLIT_CHOICES
+from compound_fer.explain import SPLIT_CHOICES
 
 NAME = "gradcam"
 HELP = "Grad-CAM figures and basic-compound relationship measures (similarity, components, region attention)"

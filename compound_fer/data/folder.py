@@ -54,7 +54,7 @@ def scan_folder(root: str | os.PathLike, *, strict_classes: bool = False) -> Dat
     """List ``ROOT/<class>/*`` without decoding: files, categories, subjects, problems. Class folders
     matching no category are skipped with one warning each (``skipped_classes``), or refused when
     ``strict_classes``."""
-    from compound_fer.data.listfile import report_unknown
+    from compound_fer.data.listfile import LAYOUTS, report_unknown
 
     root = check_root(root)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -74,10 +74,11 @@ def scan_folder(root: str | os.PathLike, *, strict_classes: bool = False) -> Dat
         cats += [cat.name] * len(imgs)
     report_unknown(unknown, strict=strict_classes, where=str(root), what="class folder")
     if not files:
-        raise DataError(
-            f"{root}: no images found; expected the CFEE layout (**/EE_SSS_*.jpg) or labelled class folders "
-            f"ROOT/<class name>/*.jpg (valid names: {', '.join(c.name for c in taxonomy.CATEGORIES)})"
-        )
+        lists = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".tsv")
+                       and p.name not in ("landmarks.csv", "aus.csv", "subjects.csv"))
+        hint = f"; if {' or '.join(lists[:3])} is the list, name it labels.csv" if lists else ""
+        raise DataError(f"{root}: no images found; {LAYOUTS}{hint}. Class names: "
+                        f"{', '.join(c.name for c in taxonomy.CATEGORIES)}")
     subj_csv = root / "subjects.csv"
     known = subj_csv.is_file()
     table = read_subjects(subj_csv, root) if known else {}

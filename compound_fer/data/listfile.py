@@ -2,8 +2,14 @@
 
 Two list formats, found in the data folder:
 
-- ``ROOT/labels.csv``: header ``path,label`` or ``path,label,subject``; ``path`` relative to ROOT;
-  ``label`` a category name (any case/spacing, common aliases); ``subject`` an integer or a name.
+- ``ROOT/labels.csv`` (or ``labels.txt`` / ``labels.tsv``): one image per line with its label, in the
+  shapes people have: a header naming the columns with any of the common names (:data:`PATH_COLUMNS`,
+  :data:`LABEL_COLUMNS`, :data:`SUBJECT_COLUMNS`: ``path,label``, ``filename,emotion``, ``file,label``
+  ...) or no header (the columns are found by their content: image file names, category names); comma,
+  ``;``, tab or ``|`` separated, or split by spaces; UTF-8 or cp1252 / Latin-1 text
+  (:mod:`compound_fer.data.delimited`). ``path`` is relative to ROOT, or a file name found anywhere
+  under it (``images/00001.jpg`` for ``00001.jpg``); ``label`` a category name (any case/spacing,
+  common aliases); ``subject`` an integer or a name.
 - RAF-DB compound's ``EmoLabel/list_patition_label.txt`` (``train_0001.jpg 3``: the release's 11
   compound ids, :data:`RAF_COMPOUND`); the image is ``Image/original/<name>`` or, failing that,
   ``Image/aligned/<stem>_aligned.jpg``. RAF-DB has no subject ids: each image is its own subject.
@@ -14,7 +20,6 @@ Labels that match no category are skipped with one warning per label and its ima
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections import Counter
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compound_fer import taxonomy
+from compound_fer.data.delimited import Table, read_table
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (DataIndex, Reader, build_annotated, check_root, flag_zero_bytes, pick_categories,
                                      walk_files)
@@ -34,6 +40,13 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 LIST_CSV = "labels.csv"
+#: List file names looked for in the data folder, in order.
+LIST_NAMES: tuple[str, ...] = (LIST_CSV, "labels.txt", "labels.tsv")
+#: Column names (lower case, spaces as underscores) of the image path, its label and its subject.
+PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", "image_name", "img", "filepath",
+                "file_path")
+LABEL_COLUMNS = ("label", "emotion", "expression", "class", "category", "class_name", "emotion_label")
+SUBJECT_COLUMNS = ("subject", "subject_id", "person", "person_id", "participant", "identity")
 RAF_LIST = "list_patition_label.txt"
 #: RAF-DB compound ids (its README; Li, Deng & Du, CVPR 2017) -> taxonomy names.
 RAF_COMPOUND: dict[int, str] = {
@@ -41,6 +54,10 @@ RAF_COMPOUND: dict[int, str] = {
     6: "Sadly disgusted", 7: "Fearfully angry", 8: "Fearfully surprised", 9: "Angrily surprised",
     10: "Angrily disgusted", 11: "Disgustedly surprised",
 }
+#: The layouts a data folder may have (for errors when none is found).
+LAYOUTS = ("expected the CFEE layout (**/EE_SSS_*.jpg), class folders ROOT/<class name>/*.jpg, or a list file "
+           "ROOT/labels.csv naming each image and its label (path,label; other common column names, no header, "
+           "';' or tab separators and cp1252 text are read too)")
 #: Subject id of the i-th listed file when the list gives none.
 UNKNOWN_SUBJECT_BASE = 1_000_000
 
@@ -79,16 +96,10 @@ def category_of(label: str) -> str:
 
 
 def find_list(root: Path) -> Path | None:
-    """``ROOT/labels.csv`` with a ``path,label`` header, else the first ``**/list_patition_label.txt``."""
-    csv_file = root / LIST_CSV
-    if csv_file.is_file():
-        try:
-            with open(csv_file, newline="", encoding="utf-8-sig") as f:
-                head = [h.strip().lower() for h in next(csv.reader(f), [])]
-            if head[:2] == ["path", "label"]:
-                return csv_file
-        except (OSError, UnicodeDecodeError, csv.Error):
-            return csv_file  # let the reader say what is wrong with it
+    """``ROOT/labels.csv`` (or ``labels.txt``, ``labels.tsv``), else the first ``**/list_patition_label.txt``."""
+    for name in LIST_NAMES:
+        if (root / name).is_file():
+            return root / name
     for cand in (root / RAF_LIST, root / "EmoLabel" / RAF_LIST):
         if cand.is_file():
             return cand
@@ -99,30 +110,65 @@ def find_list(root: Path) -> Path | None:
     return None
 
 
+def _column_key(cell: str) -> str:
+    return "_".join(cell.strip().lower().replace("-", " ").split())
+
+
+def _by_content(rows: list[list[str]], test) -> int | None:
+    """The column where most cells pass ``test`` (None when none does for at least half the rows)."""
+    width = max((len(r) for r in rows), default=0)
+    score = [sum(1 for r in rows if j < len(r) and test(r[j])) for j in range(width)]
+    best = max(range(width), key=lambda j: score[j], default=None)
+    return best if best is not None and 2 * score[best] >= len(rows) > 0 else None
+
+
+def list_columns(table: Table) -> tuple[bool, int, int, int | None]:
+    """(has a header, path column, label column, subject column or None) of a list table: from the header's
+    names when it has known ones, else from the content (image file names, category names)."""
+    head = [_column_key(c) for c in table.rows[0][1]] if table.rows else []
+
+    def named(names: tuple[str, ...]) -> int | None:
+        return next((head.index(n) for n in names if n in head), None)
+
+    path_col, label_col, subject_col = named(PATH_COLUMNS), named(LABEL_COLUMNS), named(SUBJECT_COLUMNS)
+    header = path_col is not None or label_col is not None
+    body = [r for _, r in table.rows[1:]] if header else [r for _, r in table.rows]
+    if path_col is None:
+        path_col = _by_content(body, is_image_file)
+    if label_col is None:
+        label_col = _by_content([[c if j != path_col else "" for j, c in enumerate(r)] for r in body], category_of)
+    if not header and path_col is not None and table.rows and not is_image_file(table.rows[0][1][path_col]
+                                                                                  if path_col < len(table.rows[0][1])
+                                                                                  else ""):
+        header = True  # a header of other names above image file names
+    if path_col is None or label_col is None or path_col == label_col:
+        first = ",".join(table.rows[0][1]) if table.rows else "(empty)"
+        raise DataError(f"{table.path}: cannot tell which column holds the image file and which its label (line 1: "
+                        f"{first!r}); name them in a header (path/file/filename/image and label/emotion/"
+                        f"expression/class), or give file names with an image suffix and category names")
+    return header, path_col, label_col, subject_col if header else None
+
+
 def read_csv_list(path: Path) -> list[ListRow]:
-    """Rows of ``labels.csv`` (``path,label[,subject]``); DataError naming the line for a bad row."""
+    """Rows of a list file (``labels.csv``: header or not, any separator and encoding, see the module
+    docstring); DataError naming the line for a row without a file or label."""
+    table = read_table(path)
+    if table.encoding not in ("utf-8-sig",):
+        log.warning("%s: not UTF-8 text; read as %s (save it as UTF-8 to be sure file names with accents match)",
+                    path, table.encoding)
+    header, pc, lc, sc = list_columns(table)
+    names = [n for n, c in (("path", pc), ("label", lc), ("subject", sc)) if c is not None]
+    need = max(c for c in (pc, lc, sc) if c is not None) + 1
     rows: list[ListRow] = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            head = [h.strip().lower() for h in next(reader, [])]
-            if head not in (["path", "label"], ["path", "label", "subject"]):
-                raise DataError(f"{path}, line 1: expected the header 'path,label' or 'path,label,subject', got "
-                                f"{','.join(head)!r}")
-            for lineno, row in enumerate(reader, start=2):
-                if not row or not "".join(row).strip():
-                    continue
-                cells = [c.strip() for c in row]
-                if len(cells) != len(head) or not cells[0] or not cells[1]:
-                    raise DataError(f"{path}, line {lineno}: expected {len(head)} non-empty cells "
-                                    f"({','.join(head)}), got {row!r}; fix or delete that line")
-                subject = cells[2] if len(head) == 3 else None
-                if subject == "":
-                    raise DataError(f"{path}, line {lineno}: empty subject; fill it or delete that line")
-                rows.append(ListRow(cells[0].replace("\\", "/"), cells[1], category_of(cells[1]), subject,
-                                    f"{path.name}, line {lineno}"))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); fix or remove it") from None
+    for lineno, cells in table.rows[1 if header else 0:]:
+        if len(cells) < need or not cells[pc] or not cells[lc]:
+            raise DataError(f"{path}, line {lineno}: expected {len(names)} non-empty cells ({','.join(names)}), got "
+                            f"{table.delimiter.join(cells)!r}; fix or delete that line")
+        subject = cells[sc] if sc is not None else None
+        if subject == "":
+            raise DataError(f"{path}, line {lineno}: empty subject; fill it or delete that line")
+        rows.append(ListRow(cells[pc].replace("\\", "/"), cells[lc], category_of(cells[lc]), subject,
+                            table.where(lineno)))
     return rows
 
 
@@ -185,7 +231,7 @@ def scan_list(root: str | os.PathLike, *, strict_classes: bool = False) -> DataI
     root = check_root(root)
     lst = find_list(root)
     if lst is None:
-        raise DataError(f"{root}: no {LIST_CSV} (path,label[,subject]) or {RAF_LIST} found")
+        raise DataError(f"{root}: no {LIST_CSV} (path,label[,subject]) or {RAF_LIST} found; {LAYOUTS}")
     rows = read_raf_list(lst) if lst.name == RAF_LIST else read_csv_list(lst)
     unknown = unknown_counts(rows)
     report_unknown(unknown, strict=strict_classes, where=str(lst))
@@ -195,13 +241,18 @@ def scan_list(root: str | os.PathLike, *, strict_classes: bool = False) -> DataI
                         f"compound ids 1..11)")
     all_files = [p for p in walk_files(root) if is_image_file(p)]
     by_name = {p.name: p for p in all_files}
+    twice = {n for n, c in Counter(p.name for p in all_files).items() if c > 1}
     problems = SkipReport()
     files = []
     for r in rows:
         p = raf_image(root, r.path, by_name) if lst.name == RAF_LIST else root / r.path
+        if lst.name != RAF_LIST and not p.is_file() and "/" not in r.path and r.path not in twice:
+            p = by_name.get(r.path, p)  # a bare file name found anywhere under the root (images/00001.jpg)
         if p is None or not p.is_file():
             p = p or root / r.path
-            problems.add(p, f"listed in {r.where} but not found; restore the image or delete the line")
+            why = "more than one image has that name: give its path from the data folder" if r.path in twice else (
+                "not found; restore the image or delete the line")
+            problems.add(p, f"listed in {r.where} but {why}")
         files.append(str(p))
     subjects, known = subject_ids(rows)
     flag_zero_bytes([f for f in files if os.path.isfile(f)], problems)

@@ -190,10 +190,12 @@ def external_test(train_set: "FaceSet", test_set: "FaceSet") -> ExternalSplit:
     """Train on every subject of ``--data``, test on a separate folder.
 
     Warns (does not fail) when subject ids overlap: ids from two readers may coincide by chance,
-    but if they are the same people the test is not subject-disjoint. Fails when no class is shared.
+    but if they are the same people the test is not subject-disjoint (ids of a folder without subject
+    ids, one per file, are not compared). Fails when no class is shared.
     """
+    known = all(fs.meta.get("subjects_known", True) for fs in (train_set, test_set))
     shared = sorted(set(_as_array(train_set.subjects, "subjects").tolist())
-                    & set(_as_array(test_set.subjects, "subjects").tolist()))
+                    & set(_as_array(test_set.subjects, "subjects").tolist())) if known else []
     if shared:
         shown = ", ".join(map(str, shared[:10])) + (" ..." if len(shared) > 10 else "")
         warnings.warn(f"external_test: {len(shared)} subject id(s) appear in both the training data and the "

@@ -8,7 +8,7 @@ learned blank (not 0%); confusion matrices are square, with a labelled colour ba
 from __future__ import annotations
 
 import warnings
-from itertools import cycle, islice
+from itertools import cycle
 from pathlib import Path
 from typing import Sequence
 

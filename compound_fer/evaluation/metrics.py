@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -23,6 +25,9 @@ __all__ = [
     "average_forgetting",
     "backward_transfer",
     "per_class_recall",
+    "balanced_accuracy",
+    "harmonic_mean",
+    "mean_confidence_interval",
     "confusion_matrix",
     "evaluate_predictions",
     "ContinualRecord",
@@ -140,6 +145,27 @@ def per_class_recall(y_true: Any, y_pred: Any, classes: Iterable[int] | None = N
     t, p = _pair(y_true, y_pred)
     cls = sorted(set(t.tolist())) if classes is None else [int(c) for c in classes]
     return {c: accuracy(t[t == c], p[t == c]) for c in cls}
+
+
+def balanced_accuracy(y_true: Any, y_pred: Any, classes: Iterable[int] | None = None) -> float:
+    """Mean per-class recall over ``classes`` (default: the classes present), classes without samples left out."""
+    recalls = [r for r in per_class_recall(y_true, y_pred, classes).values() if not math.isnan(r)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """2ab / (a + b): high only when both are (generalised few-shot: new-class recall and basic accuracy)."""
+    if math.isnan(a) or math.isnan(b):
+        return float("nan")
+    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+
+
+def mean_confidence_interval(values: Sequence[float], *, z: float = 1.96) -> tuple[float, float]:
+    """(mean, half-width of its 95% normal confidence interval, z * std / sqrt(n)) as few-shot papers report."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(z * v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[int]) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from compound_fer.evaluation.metrics import harmonic_mean
 from compound_fer.evaluation.rows import BasicRow, ContinualRow, FewShotRow, Row, as_rows
 from compound_fer.io import write_json, write_text
 
@@ -79,7 +80,8 @@ def fewshot_mode(row: FewShotRow) -> str:
 
 
 def fewshot_summary(rows: Sequence[Row | dict]) -> list[dict]:
-    """Few-shot table: per mode and shot count, mean new-class recall (the reference's number), 7-way and
+    """Few-shot table: per mode and shot count, the harmonic mean of the mean new-class recall (the
+    reference's number) and the mean basic accuracy (the generalised few-shot score), balanced, 7-way and
     basic accuracy, and basic accuracy before the episode."""
     by_shots: dict[tuple[str, int], list[FewShotRow]] = defaultdict(list)
     for r in as_rows(rows):
@@ -88,12 +90,15 @@ def fewshot_summary(rows: Sequence[Row | dict]) -> list[dict]:
     table = []
     for mode, shots in sorted(by_shots, key=lambda k: (k[0] != "reference", k[0], k[1])):
         rs = by_shots[(mode, shots)]
+        recall, basic = _mean(r.new_class_recall for r in rs), _mean(r.basic_accuracy for r in rs)
         table.append({
             "mode": mode,
             "shots": shots,
             "runs": len(rs),
+            "harmonic_mean": harmonic_mean(recall, basic),
+            "balanced_accuracy": _mean(r.balanced_accuracy for r in rs),
             "basic_accuracy_before": _mean(r.basic_accuracy_before for r in rs),
-            "new_class_recall": _mean(r.new_class_recall for r in rs),
+            "new_class_recall": recall,
             "seven_way_accuracy": _mean(r.seven_way_accuracy for r in rs),
             "basic_accuracy": _mean(r.basic_accuracy for r in rs),
             "perfect_new_class_share": _mean(float(r.new_class_recall == 1.0) for r in rs),
@@ -127,12 +132,13 @@ def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: S
         out.write("\n")
     if fewshot:
         out.write("### Few-shot (accuracies in %, mean over compound classes)\n\n"
-                  "| mode | shots | runs | new-class recall (reference's metric) | 7-way accuracy | basic accuracy |"
-                  " basic before | runs with 100% new-class recall |\n|---|---|---|---|---|---|---|---|\n")
+                  "| mode | shots | runs | harmonic mean (recall, basic) | new-class recall (reference's metric) | "
+                  "basic accuracy | balanced accuracy | 7-way accuracy |"
+                  " basic before | runs with 100% new-class recall |\n|---|---|---|---|---|---|---|---|---|---|\n")
         for r in fewshot:
-            out.write(f"| {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | {_fmt(r['new_class_recall'])} | "
-                      f"{_fmt(r['seven_way_accuracy'])} | {_fmt(r['basic_accuracy'])} | "
-                      f"{_fmt(r.get('basic_accuracy_before'))} | {_fmt(r['perfect_new_class_share'])} |\n")
+            out.write(f"| {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | {_fmt(r.get('harmonic_mean'))} | "
+                      f"{_fmt(r['new_class_recall'])} | {_fmt(r['basic_accuracy'])} | {_fmt(r.get('balanced_accuracy'))} | "
+                      f"{_fmt(r['seven_way_accuracy'])} | {_fmt(r.get('basic_accuracy_before'))} | {_fmt(r['perfect_new_class_share'])} |\n")
         out.write("\n")
     return out.getvalue()
 

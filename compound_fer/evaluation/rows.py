@@ -101,6 +101,8 @@ class ContinualRow(_RowBase):
     mode: str | None = None
     world_size: int | None = None
     zero_shot: list[dict] | None = None  # continual.component_init: new-class recall before training, per step
+    bias_correction: str | None = None  # continual.bias_correction: "none" or the corrections joined by "+"
+    bias_steps: list[dict] | None = None  # what each correction did at each step (scales, shifts, held-out faces)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +125,8 @@ class FewShotRow(_RowBase):
     new_class_recall: float = math.nan
     seven_way_accuracy: float = math.nan
     basic_accuracy: float | None = None
+    harmonic_mean: float | None = None  # of new_class_recall and basic_accuracy: the generalised few-shot score
+    balanced_accuracy: float | None = None  # mean per-class recall over the basic classes and the new one
     basic_accuracy_before: float | None = None
     n_way: int | None = None
     n_test_new: int | None = None

@@ -15,12 +15,11 @@ import torch
 from torch import nn
 
 from compound_fer.errors import ConfigError, DataError
+from compound_fer.explain import SPLIT_CHOICES
 from compound_fer.explain.gradcam import predict
 from compound_fer.labels import to_model_labels
 
 log = logging.getLogger(__name__)
-
-SPLIT_CHOICES = ("all", "train", "val", "test")
 
 
 def train_synthetic_model(faces, *, epochs: int = 12, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
@@ -118,26 +117,37 @@ def accuracy(model: nn.Module, faces: Any, class_order: Sequence[int], batch_siz
     return float((pred == faces.labels.numpy()).mean())
 
 
+def _subject_faces(cc, faces, subject: int | None) -> tuple[dict, dict, str]:
+    """(RGB face, CAM) per label for the subject figure, and whose they are: one subject's first image of each
+    label; for data without subject ids (each file its own subject) and no ``subject``, one face per class."""
+    unknown = subject is None and faces.meta.get("subjects_known", True) is False
+    if unknown:
+        sel, who = np.arange(len(cc.labels)), "one face per class (the data has no subject ids)"
+        log.info("gradcam: the data has no subject ids: the subject figure shows the first face of each class")
+    else:
+        subject = int(cc.subjects[0]) if subject is None else int(subject)
+        sel, who = np.flatnonzero(cc.subjects == subject), f"subject {subject}"
+        if len(sel) == 0:
+            raise DataError(f"--subject {subject}: no face of that subject among the explained images")
+    images, cams = {}, {}
+    for i in sel:  # the first image of each label
+        lab = int(cc.labels[i])
+        if lab not in images:
+            images[lab] = faces.images[i].permute(1, 2, 0).numpy()
+            cams[lab] = cc.cams[i]
+    return images, cams, who
+
+
 def make_figures(cc, faces, report: dict[str, Any], out: Path, *, basic_labels, compound_labels,
                  subject: int | None = None, prefix: str = "gradcam") -> list[Path]:
     """All figures of one report: subject figure, mean-CAM grid, relationship heatmaps, region bars."""
     from compound_fer.explain import figures as F
 
     written: list[Path] = []
-    subjects = cc.subjects
-    subject = int(subjects[0]) if subject is None else int(subject)
-    sel = np.flatnonzero(subjects == subject)
-    if len(sel) == 0:
-        raise DataError(f"--subject {subject}: no face of that subject among the explained images")
-    images, cams = {}, {}
-    for i in sel:  # the subject's first image of each label
-        lab = int(cc.labels[i])
-        if lab not in images:
-            images[lab] = faces.images[i].permute(1, 2, 0).numpy()
-            cams[lab] = cc.cams[i]
+    images, cams, who = _subject_faces(cc, faces, subject)
     written += F.subject_figure(images, cams, out / f"{prefix}_subject", basic_labels=basic_labels,
                                 compound_labels=compound_labels,
-                                title=f"subject {subject}: basic (top) and compound CAMs ({cc.method})")
+                                title=f"{who}: basic (top) and compound CAMs ({cc.method})")
     means = cc.means()
     mean_faces = {c: faces.images[cc.labels == c].float().mean(0).permute(1, 2, 0).numpy() / 255.0 for c in means}
     written += F.mean_cam_grid(means, out / f"{prefix}_mean_cams", background=mean_faces,

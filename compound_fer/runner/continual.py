@@ -35,6 +35,7 @@ from compound_fer.runner.dataset import Splits
 from compound_fer.runner.plan import MethodPlan, RunPlan
 from compound_fer.scenarios import basic_to_compound
 from compound_fer.seeding import seed_everything
+from compound_fer.training.bias_correction import bias_history, plugins_for
 from compound_fer.training.component_init import ComponentInitPlugin
 from compound_fer.training.heads import pregrow_head
 from compound_fer.training.prototypes import PrototypePlugin
@@ -108,16 +109,18 @@ class ContinualRun:
     start: float = field(default_factory=time.perf_counter)
     first_step: int = 0
     prior: Any = None  # ComponentInitPlugin (continual.component_init): its zero-shot scores go in the row
+    bias: str = "none"  # continual.bias_correction, as the row says it
 
     @property
     def experience_classes(self) -> list[list[int]]:
         return [list(c) for c in self.bench.experience_classes]
 
 
-def component_plugins(*, class_order: Sequence[int], rule: str, prototypes: str, device: str,
-                      probe: Any = None) -> tuple[list[Any], Any]:
+def component_plugins(*, class_order: Sequence[int], rule: str, prototypes: str, device: str, probe: Any = None,
+                      bias: Any = None, seed: int = 0) -> tuple[list[Any], Any]:
     """The plugins that set new outputs (continual and kept few-shot runs alike): compound outputs from their
-    basic components (``rule`` "none": off), then class prototypes; returns (plugins, the component plugin)."""
+    basic components (``rule`` "none": off), then class prototypes, then the old/new bias corrections of
+    ``bias`` (a BiasCorrection section); returns (plugins, the component plugin)."""
     plugins: list[Any] = []
     prior = None
     if rule != "none":
@@ -125,6 +128,8 @@ def component_plugins(*, class_order: Sequence[int], rule: str, prototypes: str,
         plugins.append(prior)
     if prototypes != "none":  # after component init: imprinting sees the class's faces
         plugins.append(PrototypePlugin(mode=prototypes, device=device))
+    if bias is not None:
+        plugins.extend(plugins_for(bias, seed=seed))
     return plugins, prior
 
 
@@ -155,7 +160,8 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
     test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
     own, prior = component_plugins(class_order=bench.class_order, probe=(inputs.test_x, test_y), device=cfg.device,
                                    rule=cfg.continual.component_rule if cfg.continual.component_init else "none",
-                                   prototypes=cfg.continual.prototypes)
+                                   prototypes=cfg.continual.prototypes, bias=cfg.continual.bias_correction,
+                                   seed=job.seed)
     strategy = make_strategy(
         job.method.name, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
@@ -168,6 +174,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
         net=net, strategy=strategy, evaluator=evaluator, bench=bench, memory_total=budget.total, quota=budget.quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
         record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
+        bias=cfg.continual.bias_correction.label,
     )
 
 
@@ -261,6 +268,7 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
         **run.record.to_dict(), ranks_in_sync=in_sync,
         trunk_cache_seconds=None if trunk_cache_seconds is None else round(trunk_cache_seconds, 2),
         mode=mode, world_size=dist.world_size(), zero_shot=run.prior.zero_shot if run.prior is not None else None,
+        bias_correction=run.bias, bias_steps=bias_history(run.strategy),
     )
 
 

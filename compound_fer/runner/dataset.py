@@ -49,17 +49,33 @@ class Splits:
     info: dict
 
 
+def split_indices(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, external: bool = False):
+    """The config's split of ``faces`` for ``seed`` as index arrays (:class:`~compound_fer.data.splits.Split`):
+    subject-disjoint train/val/test (strict), train/val only (``external``: another folder tests), or the
+    reference folds (test is val); ``evaluation.scored: validation`` scores the validation part."""
+    from compound_fer.data import splits as sp
+
+    subjects, labels = faces.subjects.numpy(), faces.labels.numpy()
+    ev = cfg.evaluation
+    if external:
+        return sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
+    if ev.mode == "strict":
+        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)
+    else:
+        s = sp.reference_split(subjects, k=ev.folds, fold=ev.fold, seed=seed)
+    return sp.Split(s.train, s.val, s.val) if ev.scored == "validation" else s
+
+
 def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: FaceSet | None = None) -> Splits:
     """strict: subject-disjoint train/val/test, or an external test set; reference: val fold doubles as test."""
     from compound_fer.data import splits as sp
 
     subjects = faces.subjects.numpy()
-    labels = faces.labels.numpy()
     ev = cfg.evaluation
     if test_faces is not None:  # strict mode (runner/plan.py checks it)
         # Every subject of data.path trains (a small validation share for early stopping); the folder tests.
         ext = sp.external_test(faces, test_faces)  # warns when subject ids overlap, fails when no class is shared
-        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
+        s = split_indices(cfg, faces, seed=seed, external=True)
         train_ids, val_ids, test_ids = (sorted(int(x) for x in np.unique(a))
                                         for a in (subjects[s.train], subjects[s.val], test_faces.subjects.numpy()))
         missing = sorted(set(faces.class_names) - set(test_faces.class_names), key=taxonomy.label_of)
@@ -73,16 +89,13 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
                 "shared_subject_ids": list(ext.shared_subjects),
                 "train_subject_ids": train_ids, "val_subject_ids": val_ids, "test_subject_ids": test_ids}
         return Splits(faces.subset(s.train), faces.subset(s.val), test_faces, info)
-    if ev.mode == "strict":
-        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)
-    else:
-        s = sp.reference_split(subjects, k=ev.folds, fold=ev.fold, seed=seed)
-    parts = {k: faces.subset(getattr(s, k)) for k in ("train", "val", "test")}
+    s = split_indices(cfg, faces, seed=seed)
+    parts = {k: faces.subset(getattr(s, k)) for k in ("train", "val")}
+    parts["test"] = parts["val"] if s.test is s.val else faces.subset(s.test)
     info = {"mode": ev.mode, **{f"{k}_subjects": int(len(np.unique(v.subjects.numpy()))) for k, v in parts.items()},
             **{f"{k}_images": len(v) for k, v in parts.items()}}
     if ev.mode == "reference":
         info["note"] = "reference quirk: the validation fold drives early stopping and is also the reported test"
     if ev.scored == "validation":  # tuning: the validation subjects are scored, the test subjects never touched
-        parts["test"] = parts["val"]
         info["scored"] = "validation"
     return Splits(parts["train"], parts["val"], parts["test"], info)

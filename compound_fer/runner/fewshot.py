@@ -72,6 +72,7 @@ class EpisodeSettings:
     quota: int = 17
     component_init: bool = True
     prototypes: str = "none"
+    bias_correction: Any = None  # a BiasCorrection section (kept episodes): the lean toward the basic faces
 
     @classmethod
     def from_config(cls, cfg: ProtocolConfig, *, mode: str, quota: int) -> "EpisodeSettings":
@@ -79,7 +80,8 @@ class EpisodeSettings:
         few = cfg.fewshot
         return cls(epochs=few.epochs, lr=few.lr, batch_size=few.batch_size, include_neutral=cfg.data.include_neutral,
                    kd=cfg.continual.kd, trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
-                   quota=quota, component_init=few.component_init, prototypes=few.prototypes)
+                   quota=quota, component_init=few.component_init, prototypes=few.prototypes,
+                   bias_correction=few.bias_correction)
 
 
 @dataclass
@@ -135,7 +137,8 @@ def build(episode: Episode, settings: EpisodeSettings, *, basic_model: nn.Module
         run.strategy = make_strategy("naive", model=net, plugins=[run.plugin], **common)
         return run
     plugins, _ = component_plugins(class_order=bench.class_order, rule="mean" if s.component_init else "none",
-                                   prototypes=s.prototypes, device=s.device)
+                                   prototypes=s.prototypes, device=s.device, bias=s.bias_correction,
+                                   seed=episode.seed)
     n_total = len(bench.class_order)
     run.strategy = make_strategy("kdpsmr", model=net, plugins=plugins, mem_size=s.quota * n_total,
                                  num_classes_total=n_total, options={**kd_opts, "quota": s.quota}, **common)
@@ -174,8 +177,8 @@ def result(run: FewShotRun, scores: dict[str, float], counts: dict[str, Any], *,
     settings = {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
                 "gamma": float(run.plugin.gamma0), "trainable": s.trainable, "batch_size": s.batch_size,
                 "mode": e.mode, "cached": cached, "classes": list(run.bench.names),
-                **({"quota": s.quota, "component_init": s.component_init, "prototypes": s.prototypes}
-                   if e.mode == "kept" else {})}
+                **({"quota": s.quota, "component_init": s.component_init, "prototypes": s.prototypes,
+                    "bias_correction": getattr(s.bias_correction, "label", "none")} if e.mode == "kept" else {})}
     return FewShotResult(compound=e.compound, shots=e.shots, seed=e.seed, shot_indices=[int(i) for i in shot_rows],
                          **counts, epochs=s.epochs, lr=s.lr, settings=settings, **scores)
 

@@ -16,6 +16,7 @@ from compound_fer.config import ProtocolConfig
 from compound_fer.data.load import scan
 from compound_fer.errors import ConfigError, DataError
 from compound_fer.memory import MemoryBudget, memory_budget
+from compound_fer.runner.checks import check_paths, needs_of
 from compound_fer.training.entry import Entry, MethodOptions
 from compound_fer.training.registry import entry_of
 
@@ -111,11 +112,12 @@ def effective_config(cfg: ProtocolConfig, overrides: Mapping[str, Any] | None = 
 
 def resolve_plan(cfg: ProtocolConfig, overrides: Mapping[str, Any] | None = None, **arguments: Any) -> RunPlan:
     """The plan of a run: :func:`effective_config`, then every check that needs no data loaded (the external
-    test folder's mode and classes)."""
+    test folder's mode, place and classes; the checks of the loaded data are :mod:`~compound_fer.runner.checks`)."""
     cfg = effective_config(cfg, overrides, **arguments)
     if cfg.data.test_path:
         if cfg.evaluation.mode != "strict":
             raise ConfigError(EXTERNAL_NEEDS_STRICT.format(mode=cfg.evaluation.mode))
+        check_paths(cfg.data.path, cfg.data.test_path)
         check_test_classes(cfg)
     return RunPlan(cfg, tuple(resolve_method(cfg, m) for m in cfg.continual.methods))
 
@@ -129,9 +131,9 @@ class MissingTestClasses(DataError):
 
 
 def check_test_classes(cfg: ProtocolConfig) -> None:
-    """``data.test_path`` holds every compound class the run tests and shares classes with ``data.path``
-    (a listing, no decoding). A folder holding none of the protocol's classes is left to the loader, whose
-    message says more."""
+    """``data.test_path`` holds every class the run tests (:func:`~compound_fer.runner.checks.needs_of`, the one
+    rule; checked again on the decoded faces) and shares classes with ``data.path``, from a listing, before any
+    image is decoded. A folder holding none of the protocol's classes is left to the loader, which says more."""
     test_path = str(cfg.data.test_path)
     protocol = set(taxonomy.basic_names(include_neutral=cfg.data.include_neutral)) | set(taxonomy.compound_names())
     have = set(scan(test_path).category_counts()) & protocol
@@ -142,10 +144,7 @@ def check_test_classes(cfg: ProtocolConfig) -> None:
         if train and not train & have:
             raise DataError(f"data.test_path {test_path}: its classes ({', '.join(sorted(have))}) share none with "
                             f"data.path {cfg.data.path} ({', '.join(sorted(train))}); check the folder names")
-    needed = list(taxonomy.compound_names()) if cfg.continual.methods else []
-    if cfg.fewshot.enabled:
-        needed += list(cfg.fewshot.compounds or taxonomy.compound_names())
-    missing = [n for n in dict.fromkeys(needed) if n not in have]
+    missing = [n for n in needs_of(cfg).test if n not in have]
     if not missing:
         return
     present = [n for n in taxonomy.compound_names() if n in have]
@@ -153,7 +152,7 @@ def check_test_classes(cfg: ProtocolConfig) -> None:
             else "add their images")
     if present:
         hint += ", or run the few-shot phase alone (continual.methods: []) on the classes it has (fewshot.compounds)"
-    raise MissingTestClasses(f"data.test_path {test_path}: no image of {len(missing)} compound class(es) this run "
+    raise MissingTestClasses(f"data.test_path {test_path}: no image of {len(missing)} class(es) this run "
                              f"tests ({', '.join(missing)}); {hint}", missing=missing, present=present,
                              needs_all=bool(cfg.continual.methods))
 

@@ -25,6 +25,7 @@ from compound_fer.evaluation.rows import BasicRow, Row, row_from_dict
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
+from compound_fer.runner.checks import check_splits
 from compound_fer.runner.continual import OrderJob, RunFiles, run_continual
 from compound_fer.runner.dataset import Splits, load_dataset, make_splits
 from compound_fer.runner.geometry import fuse_geometry
@@ -141,6 +142,7 @@ def run_plan(plan: RunPlan, *, out_dir: str | Path, resume: bool = False, overwr
                         test_data=str(cfg.data.test_path or ""))
     faces = load_dataset(cfg, progress=progress)
     test_faces = load_dataset(cfg, path=cfg.data.test_path, progress=progress) if cfg.data.test_path else None
+    check_splits(cfg, faces, test_faces=test_faces)  # every data check, before the basic phase of any seed
     rows: list[Row] = []
     for seed in seeds:
         rows += _seed_stage(plan, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)

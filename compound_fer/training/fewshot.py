@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from compound_fer.evaluation.metrics import accuracy, step_accuracy
+from compound_fer.evaluation.metrics import accuracy, balanced_accuracy, harmonic_mean, step_accuracy
 
 __all__ = ["FewShotResult", "score_fewshot", "fewshot_table"]
 
@@ -35,6 +35,8 @@ class FewShotResult:
     new_class_recall: float
     seven_way_accuracy: float
     basic_accuracy: float
+    harmonic_mean: float = float("nan")
+    balanced_accuracy: float = float("nan")
     basic_accuracy_before: float = float("nan")
     n_way: int = 7
     n_test_new: int = 0
@@ -52,20 +54,25 @@ def score_fewshot(y_true: Any, y_pred: Any, *, new_class: int, basic_classes: It
 
     ``new_class_recall``: correct among the new class's images (the reference's number);
     ``seven_way_accuracy``: correct among all images of the basic and new classes;
-    ``basic_accuracy``: correct among the basic classes' images (with the new class a possible answer).
+    ``basic_accuracy``: correct among the basic classes' images (with the new class a possible answer);
+    ``harmonic_mean`` of the recall and the basic accuracy, and ``balanced_accuracy`` (mean per-class recall of
+    the basic classes and the new one): the generalised few-shot scores.
     """
     t = np.asarray(y_true).reshape(-1)
     p = np.asarray(y_pred).reshape(-1)
     basic = [int(c) for c in basic_classes]
     keep = np.isin(t, basic + [int(new_class)])
+    recall, basic_acc = step_accuracy(t, p, [int(new_class)]), step_accuracy(t, p, basic)
     return {
-        "new_class_recall": step_accuracy(t, p, [int(new_class)]),
+        "new_class_recall": recall,
         "seven_way_accuracy": accuracy(t[keep], p[keep]),
-        "basic_accuracy": step_accuracy(t, p, basic),
+        "basic_accuracy": basic_acc,
+        "harmonic_mean": harmonic_mean(recall, basic_acc),
+        "balanced_accuracy": balanced_accuracy(t[keep], p[keep], basic + [int(new_class)]),
     }
 
 
-_SCORES = ("new_class_recall", "seven_way_accuracy", "basic_accuracy")
+_SCORES = ("harmonic_mean", "new_class_recall", "basic_accuracy", "balanced_accuracy", "seven_way_accuracy")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -205,8 +205,9 @@ class PSMRPlugin(SupervisedPlugin):
             raise ConfigError(f"PSMR memory mode must be 'grow' or 'limit', got {mode!r}")
         if quota is not None and quota < 1:
             raise ConfigError(f"PSMR quota must be >= 1, got {quota}")
-        if not 0 <= memory_fraction <= 1:
-            raise ConfigError(f"PSMR memory_fraction must be in [0, 1], got {memory_fraction}")
+        if not 0 <= memory_fraction <= 1:  # the bound of continual.memory_fraction in a config
+            raise ConfigError(f"memory_fraction must be between 0 and 1 (a share of the training images), "
+                              f"got {memory_fraction}")
         if quota is None and total_train_images is not None and num_classes_total is not None:
             quota = memory_budget(memory_fraction=memory_fraction, n_train_images=total_train_images,
                                   n_classes_total=num_classes_total).quota

@@ -23,30 +23,19 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training.supervised import Naive
-from torch.utils.data import DataLoader
 
 from compound_fer.errors import ConfigError
 from compound_fer.training.entry import StrategyArgs, register
+from compound_fer.training.predict import dataset_outputs
 from compound_fer.training.template import template_kwargs
 
 PrototypeMode = Literal["imprint", "ncm"]
 
 
-@torch.no_grad()
 def class_embeddings(model: torch.nn.Module, dataset, *, device: str = "cpu",  # noqa: ANN001 - Avalanche dataset
                      batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(embeddings, labels) of every face of ``dataset`` under its eval transform."""
-    was_training = model.training
-    model.eval()
-    ds = dataset.eval() if hasattr(dataset, "eval") else dataset
-    feats, labels = [], []
-    try:
-        for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
-            feats.append(model.features(batch[0].to(device)).float().cpu())
-            labels.append(torch.as_tensor(batch[1]).long())
-    finally:
-        model.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    return dataset_outputs(model, dataset, fn=model.features, device=device, batch_size=batch_size)
 
 
 def prototypes(feats: torch.Tensor, labels: torch.Tensor, centre: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -21,6 +21,7 @@ from torch.nn import CrossEntropyLoss
 from compound_fer.errors import ConfigError
 from compound_fer.training.distillation import DistillationPlugin, Padding, TeacherMode
 from compound_fer.training.entry import KDOptions, MethodOptions, StrategyArgs, register
+from compound_fer.training.head_check import HeadSizeCheck
 from compound_fer.training.optim import make_optimizer
 from compound_fer.training.predictive_sorting import DEFAULT_MEMORY_FRACTION, Mode, PSMRPlugin, Score
 from compound_fer.training.template import template_kwargs
@@ -134,6 +135,7 @@ class KDPSMR(SupervisedTemplate):
             own.append(self.psmr)
         if basic_lr is not None:
             own.append(_FirstExperienceLR(basic_lr=basic_lr, lr=lr))
+        own.append(HeadSizeCheck())  # a head that does not grow: a clear error, not IndexError in the loss
         if optimizer is None:
             optimizer = make_optimizer(model.parameters(), name="adam", lr=lr)
         kwargs: dict[str, Any] = {}

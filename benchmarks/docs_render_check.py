@@ -7,7 +7,8 @@ host blocked (a dead proxy; loopback bypasses it), and counts the ``<svg>`` insi
 Material for MkDocs renders a diagram into a *closed* shadow root of ``div.mermaid``, which
 ``chromium --dump-dom`` does not serialise; so the script speaks the DevTools protocol over
 ``--remote-debugging-pipe`` and reads the DOM with ``pierce: true``, which includes closed shadow roots.
-Exit 0 when every page shows as many SVGs as it has diagrams, else 1.
+Exit 0 when every page shows as many SVGs as it has diagrams, else 1. ``--layout`` also lists, for every
+page, the tables and code blocks wider than the page at 1280 px (they scroll sideways).
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--proxy-server=http://127.0.0.1:9",  # every non-loopback request fails: no network
 )
+WIDTH = 1280  # the window width pages are laid out at (a laptop)
+
+# Tables and code blocks wider than the page at WIDTH (they scroll sideways): the first cell or line of each.
+WIDE_JS = """JSON.stringify([...document.querySelectorAll('.md-typeset__scrollwrap, .md-typeset table, .md-content pre > code')]
+  .filter(e => e.scrollWidth > e.clientWidth + 1)
+  .map(e => [e.tagName === 'CODE' ? 'code' : 'table', e.scrollWidth - e.clientWidth,
+             (e.querySelector('th, td') || e).textContent.trim().split('\\n')[0].slice(0, 50)]))"""
 
 
 class Browser:
@@ -121,6 +129,8 @@ def check_page(browser: Browser, url: str, *, expected: int, wait_s: float) -> d
     """Load ``url`` in a fresh tab and wait until its ``expected`` diagrams are SVG (or ``wait_s`` passes)."""
     target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    browser.send("Emulation.setDeviceMetricsOverride",
+                 {"width": WIDTH, "height": 2000, "deviceScaleFactor": 1, "mobile": False}, session)
     browser.send("Network.enable", {}, session)
     browser.events.clear()
     browser.send("Page.navigate", {"url": url}, session)
@@ -131,21 +141,20 @@ def check_page(browser: Browser, url: str, *, expected: int, wait_s: float) -> d
         rendered = count_svg_diagrams(root)
         if rendered >= expected:
             break
+    wide = json.loads(browser.send("Runtime.evaluate", {"expression": WIDE_JS, "returnByValue": True},
+                                   session)["result"]["value"])
     urls = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
     hosts = sorted({m.group(1) for u in urls if (m := re.match(r"^https?://([^/:]+)", u))})
     browser.send("Target.closeTarget", {"targetId": target})
-    return {"url": url, "diagrams": expected, "svg": rendered,
+    return {"url": url, "diagrams": expected, "svg": rendered, "wide": wide,
             "blocked_hosts": [h for h in hosts if not h == "127.0.0.1"]}
 
 
-def pages_with_diagrams(site: Path) -> dict[str, int]:
-    """Site-relative page paths that hold Mermaid diagrams, with how many each holds."""
-    pages = {}
-    for html in sorted(site.rglob("*.html")):
-        n = html.read_text(encoding="utf-8").count('<pre class="mermaid">')
-        if n:
-            pages[html.relative_to(site).as_posix().removesuffix("index.html")] = n
-    return pages
+def site_pages(site: Path) -> dict[str, int]:
+    """Every site-relative page path, with how many Mermaid diagrams it holds."""
+    return {html.relative_to(site).as_posix().removesuffix("index.html"):
+            html.read_text(encoding="utf-8").count('<pre class="mermaid">')
+            for html in sorted(site.rglob("*.html")) if html.name != "404.html"}
 
 
 def serve(site: Path) -> http.server.ThreadingHTTPServer:
@@ -164,24 +173,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--site-dir", type=Path, default=Path("site"))
     ap.add_argument("--chromium", default="chromium")
     ap.add_argument("--wait", type=float, default=20.0, help="seconds to wait for one page's diagrams")
+    ap.add_argument("--layout", action="store_true",
+                    help=f"also load the pages without diagrams and list tables and code wider than {WIDTH} px")
     args = ap.parse_args(argv)
     if not (args.site_dir / "index.html").is_file():
         print(f"error: {args.site_dir}/index.html not found (run `make docs` first)", file=sys.stderr)
         return 2
-    pages = pages_with_diagrams(args.site_dir)
+    pages = {p: n for p, n in site_pages(args.site_dir).items() if n or args.layout}
     local = (args.site_dir / "javascripts/vendor/mermaid.min.js").is_file()
-    print(f"site {args.site_dir}: {sum(pages.values())} diagrams on {len(pages)} pages; "
+    print(f"site {args.site_dir}: {sum(pages.values())} diagrams on {sum(1 for n in pages.values() if n)} pages; "
           f"local Mermaid build: {'yes' if local else 'no (the CDN, blocked here)'}")
     server, browser = serve(args.site_dir), Browser(chromium=args.chromium)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/"
-        results = [check_page(browser, base + page, expected=n, wait_s=args.wait) for page, n in pages.items()]
+        results = [check_page(browser, base + page, expected=n, wait_s=args.wait if n else 1.0)
+                   for page, n in pages.items()]
     finally:
         browser.close()
         server.shutdown()
     for r in results:
-        print(f"{r['url']}: {r['svg']}/{r['diagrams']} diagrams as SVG; "
-              f"blocked requests to: {', '.join(r['blocked_hosts']) or 'none'}")
+        if r["diagrams"]:
+            print(f"{r['url']}: {r['svg']}/{r['diagrams']} diagrams as SVG; "
+                  f"blocked requests to: {', '.join(r['blocked_hosts']) or 'none'}")
+        for kind, extra, first in r["wide"] if args.layout else ():
+            print(f"{r['url']}: {kind} {extra} px wider than the page at {WIDTH} px: {first!r}")
     ok = all(r["svg"] == r["diagrams"] for r in results)
     print("all diagrams render" if ok else "FAIL: some diagrams did not render")
     return 0 if ok else 1

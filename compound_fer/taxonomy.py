@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
+from compound_fer.errors import CompoundFERError
+
 Kind = Literal["neutral", "basic", "compound"]
 
 #: Face regions an action unit can move; used by synthetic masks and Grad-CAM region scores.
@@ -125,8 +127,9 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 
-class UnknownCategoryError(KeyError):
-    """A category name or id that the taxonomy does not know."""
+class UnknownCategoryError(CompoundFERError, KeyError):
+    """A category name or id that the taxonomy does not know (its message lists the valid ones; the CLI
+    prints it and exits 2, as for every CompoundFERError)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""

@@ -9,7 +9,10 @@ thread count by the machine's load did not help further, so ``auto`` is every co
 
 from __future__ import annotations
 
+import logging
 import os
+
+log = logging.getLogger(__name__)
 
 #: set before torch loads OpenMP (compound_fer/__init__.py): idle workers sleep instead of spinning
 WAIT_POLICY = "PASSIVE"
@@ -28,14 +31,24 @@ def auto_threads() -> int:
     return usable_cores()
 
 
+def clamp(threads: int, *, source: str = "threads") -> int:
+    """``threads``, or the usable cores with one warning when it asks for more (more threads than cores only
+    make them wait for each other)."""
+    cores = usable_cores()
+    if threads > cores:
+        log.warning("%s %d: more than the %d usable core(s) of this machine; using %d", source, threads, cores, cores)
+        return cores
+    return threads
+
+
 def configure(threads: int | str | None) -> int:
-    """Apply a thread setting (``0``, ``None`` or ``"auto"``: :func:`auto_threads`; else that many) to torch;
-    returns the count used."""
+    """Apply a thread setting (``0``, ``None`` or ``"auto"``: :func:`auto_threads`; else that many, at most
+    the usable cores: :func:`clamp`) to torch; returns the count used."""
     import torch
 
-    n = auto_threads() if threads in (None, 0, "auto") else int(threads)
+    n = auto_threads() if threads in (None, 0, "auto") else clamp(int(threads))
     torch.set_num_threads(n)
     return n
 
 
-__all__ = ["WAIT_POLICY", "auto_threads", "configure", "usable_cores"]
+__all__ = ["WAIT_POLICY", "auto_threads", "clamp", "configure", "usable_cores"]

@@ -32,8 +32,9 @@ def test_csv_list_rows_subjects_and_errors(tmp_path):
     p.write_text("file,class\na.jpg,happy\n")  # other common column names are read
     assert [(r.path, r.category) for r in listfile.read_csv_list(p)] == [("a.jpg", "Happy")]
     p.write_text("id,score\n7,0.5\n")
-    with pytest.raises(DataError, match=r"labels\.csv: cannot tell which column holds the image file and which its "
-                                         r"label \(line 1: 'id,score'\); name them in a header \(path/file/filename/image"):
+    with pytest.raises(DataError, match=r"labels\.csv: cannot tell which column holds the image file and which "
+                                         r"its label \(line 1: 'id,score'\); name them in a header "
+                                         r"\(path/file/filename/image"):
         listfile.read_csv_list(p)
 
 

@@ -13,6 +13,20 @@ import torch
 from compound_fer.threads import auto_threads, configure, usable_cores
 
 
+def test_more_threads_than_cores_are_clamped_with_a_warning(caplog):
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level("WARNING", logger="compound_fer.threads"):
+            assert configure(9999) == usable_cores() == torch.get_num_threads()
+        assert f"threads 9999: more than the {usable_cores()} usable core(s) of this machine; using" in caplog.text
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="compound_fer.threads"):
+            assert configure(1) == 1
+        assert not caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_auto_threads_are_the_usable_cores():
     assert auto_threads() == usable_cores() == len(os.sched_getaffinity(0))
 

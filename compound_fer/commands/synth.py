@@ -18,10 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write N images per category as DIR/<category>/*.png with images.csv")
     parser.add_argument("--image-size", type=int, default=64, help="pixels per written image (default 64)")
     parser.add_argument("--name", default="synthetic_grid", help="figure file stem (default synthetic_grid)")
+    parser.add_argument("--classes", metavar="NAMES",
+                        help="comma-separated category names to draw (default: all 22), e.g. happy,'sadly angry'")
 
 
-def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112, name: str = "synthetic_grid") -> list[Path]:
-    """Grid of all 22 categories (columns, in two bands of 11) for ``identities`` subjects (rows): PNG + PDF."""
+def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112, name: str = "synthetic_grid",
+              classes: list[str] | None = None) -> list[Path]:
+    """Grid of the categories ``classes`` (default all 22; columns, in bands of 11) for ``identities``
+    subjects (rows): PNG + PDF."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,11 +34,13 @@ def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112,
     from compound_fer import taxonomy
     from compound_fer.data.synthetic import generate
 
-    faces = generate(n_subjects=identities, per_subject=1, image_size=size, seed=seed, masks=False)
-    cats = taxonomy.CATEGORIES
-    ncol, bands = 11, 2
+    cats = tuple(taxonomy.by_name(c) for c in classes) if classes else taxonomy.CATEGORIES
+    faces = generate(categories=[c.name for c in cats], n_subjects=identities, per_subject=1, image_size=size,
+                     seed=seed, masks=False)
+    ncol = min(11, len(cats))
+    bands = -(-len(cats) // ncol)
     fig = plt.figure(figsize=(ncol * 1.0 + 0.35, bands * (identities * 1.0 + 0.5) + 0.35))
-    subfigs = fig.subfigures(bands, 1, hspace=0.02)
+    subfigs = fig.subfigures(bands, 1, hspace=0.02, squeeze=False)[:, 0]
     imgs = faces.images.permute(0, 2, 3, 1).numpy()
     for band, sub in enumerate(subfigs):
         axes = sub.subplots(identities, ncol, squeeze=False)
@@ -42,6 +48,10 @@ def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112,
                             wspace=0.04, hspace=0.04)
         for j in range(ncol):
             c = band * ncol + j
+            if c >= len(cats):
+                for s in range(identities):
+                    axes[s, j].axis("off")
+                continue
             for s in range(identities):
                 ax = axes[s, j]
                 i = s * len(cats) + c  # generate is subject-major, categories in table order
@@ -54,7 +64,8 @@ def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112,
                     ax.set_title(title, fontsize=8.5, fontweight="normal" if cats[c].kind == "compound" else "bold")
                 if j == 0:
                     ax.set_ylabel(f"subject {s}", fontsize=8)
-    fig.suptitle(f"Procedural FACS faces: the 22 CFEE categories (bold: neutral and basic) x {identities} identities, "
+    what = "the 22 CFEE categories" if len(cats) == len(taxonomy.CATEGORIES) else f"{len(cats)} CFEE categories"
+    fig.suptitle(f"Procedural FACS faces: {what} (bold: neutral and basic) x {identities} identities, "
                  f"seed {seed}. One random sample each: AUs drawn at the CFEE rates, random intensities and nuisance.",
                  fontsize=8.5, y=0.998)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,8 +76,8 @@ def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112,
     return paths
 
 
-def save_images(out: Path, *, n: int, seed: int = 0, size: int = 64) -> Path:
-    """N images per category (subjects 0..N-1) as out/<category>/<subject>_<k>.png and out/images.csv."""
+def save_images(out: Path, *, n: int, seed: int = 0, size: int = 64, classes: list[str] | None = None) -> Path:
+    """N images per category (``classes``, default all) as out/<category>/<subject>_<k>.png and out/images.csv."""
     import csv
 
     import cv2
@@ -76,7 +87,8 @@ def save_images(out: Path, *, n: int, seed: int = 0, size: int = 64) -> Path:
     from compound_fer.data.synthetic import generate
     from compound_fer.io import atomic_write
 
-    faces = generate(n_subjects=n, per_subject=1, image_size=size, seed=seed, masks=False, progress=True)
+    faces = generate(categories=classes, n_subjects=n, per_subject=1, image_size=size, seed=seed, masks=False,
+                     progress=True)
     aus = faces.aus.numpy()
     rows = []
     for i in tqdm(range(len(faces)), desc="writing PNGs", unit="img"):
@@ -103,6 +115,23 @@ def save_images(out: Path, *, n: int, seed: int = 0, size: int = 64) -> Path:
     return atomic_write(out / "images.csv", write)
 
 
+def parse_classes(text: str | None) -> list[str] | None:
+    """``--classes`` -> taxonomy names (None: all); ConfigError naming the option and listing the valid names."""
+    if text is None:
+        return None
+    from compound_fer import taxonomy
+    from compound_fer.errors import ConfigError
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    try:
+        cats = [taxonomy.by_name(n).name for n in names]
+    except taxonomy.UnknownCategoryError as exc:
+        raise ConfigError(f"--classes: {exc}") from None
+    if not cats:
+        raise ConfigError(f"--classes {text!r}: name at least one category, e.g. --classes happy,'sadly angry'")
+    return list(dict.fromkeys(cats))
+
+
 def run(args: argparse.Namespace) -> int:
     from compound_fer.errors import ConfigError
 
@@ -112,13 +141,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--images must be >= 0")
     if args.image_size < 32 or args.grid_size < 32:
         raise ConfigError("--image-size and --grid-size must be at least 32 pixels")
+    classes = parse_classes(args.classes)
     from compound_fer.commands._common import check_out_dir
 
     check_out_dir(args.out)
-    paths = save_grid(args.out, identities=args.identities, seed=args.seed, size=args.grid_size, name=args.name)
+    paths = save_grid(args.out, identities=args.identities, seed=args.seed, size=args.grid_size, name=args.name,
+                      classes=classes)
     for p in paths:
         print(f"wrote {p}")
     if args.images:
-        csv_path = save_images(args.out, n=args.images, seed=args.seed, size=args.image_size)
+        csv_path = save_images(args.out, n=args.images, seed=args.seed, size=args.image_size, classes=classes)
         print(f"wrote {args.images} images per category under {args.out} and {csv_path}")
     return 0

@@ -7,6 +7,7 @@ image is decoded (so a bad file never touches the face cache). Formats: docs/dat
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -42,14 +43,15 @@ class LandmarkTable(dict):
 
 
 def _rows(path: Path):
+    from compound_fer.data.delimited import decode
+
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            yield None, header
-            for lineno, row in enumerate(reader, start=2):
-                yield lineno, row
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reader = csv.reader(io.StringIO(decode(path)[0], newline=""))  # UTF-8, else cp1252 (one warning)
+        header = next(reader, None)
+        yield None, header
+        for lineno, row in enumerate(reader, start=2):
+            yield lineno, row
+    except csv.Error as exc:
         raise DataError(f"{path}: cannot read ({exc}); fix or remove it") from None
 
 

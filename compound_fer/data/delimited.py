@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from compound_fer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 #: Tried in order; Latin-1 decodes any byte, so a file always reads (cp1252 first: it is what Excel writes).
 ENCODINGS: tuple[str, ...] = ("utf-8-sig", "cp1252", "latin-1")
@@ -30,9 +33,9 @@ class Table:
         return f"{self.path.name}, line {lineno}"
 
 
-def decode(path: str | os.PathLike) -> tuple[str, str]:
-    """(text, encoding) of a text file: the first of :data:`ENCODINGS` that decodes it; DataError naming the
-    file when it cannot be read."""
+def decode(path: str | os.PathLike, *, warn: bool = True) -> tuple[str, str]:
+    """(text, encoding) of a text file: the first of :data:`ENCODINGS` that decodes it, with one warning
+    naming the file when that is not UTF-8; DataError naming the file when it cannot be read."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -42,9 +45,13 @@ def decode(path: str | os.PathLike) -> tuple[str, str]:
         raise DataError(f"{path}: not a text file (UTF-16 or binary); save it as UTF-8 text")
     for enc in ENCODINGS:
         try:
-            return raw.decode(enc), enc
+            text = raw.decode(enc)
         except UnicodeDecodeError:
             continue
+        if warn and enc != ENCODINGS[0]:
+            log.warning("%s: not UTF-8 text; read as %s (save it as UTF-8 to be sure names with accents match)",
+                        path, enc)
+        return text, enc
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
 
 

@@ -9,6 +9,7 @@ An optional ``ROOT/landmarks.csv`` (the CFEE 78-point format) places faces as fo
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -27,16 +28,17 @@ def read_subjects(path: Path, root: Path) -> dict[str, int]:
     """subjects.csv (file,subject) -> {relative path or base name: subject id}. Non-integer subject
     names get ids in sorted name order."""
     rows: list[tuple[str, str]] = []
+    from compound_fer.data.delimited import decode
+
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"file", "subject"} <= {h.strip() for h in reader.fieldnames}:
-                raise DataError(f"{path}: expected columns 'file,subject'; fix the header or remove the file")
-            for row in reader:
-                row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-                if row.get("file") and row.get("subject"):
-                    rows.append((row["file"].replace("\\", "/"), row["subject"]))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reader = csv.DictReader(io.StringIO(decode(path)[0], newline=""))  # UTF-8, else cp1252 (one warning)
+        if not reader.fieldnames or not {"file", "subject"} <= {h.strip() for h in reader.fieldnames}:
+            raise DataError(f"{path}: expected columns 'file,subject'; fix the header or remove the file")
+        for row in reader:
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if row.get("file") and row.get("subject"):
+                rows.append((row["file"].replace("\\", "/"), row["subject"]))
+    except csv.Error as exc:
         raise DataError(f"{path}: cannot read ({exc}); fix or remove it") from None
     names = sorted({s for _, s in rows})
     if all(s.lstrip("-").isdigit() for s in names):

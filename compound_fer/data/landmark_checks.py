@@ -65,10 +65,11 @@ def face_problem(points: np.ndarray, *, scheme: str, size: tuple[int, int] | Non
     if eyes[0] < MIN_EYE_LEVEL * iod:
         angle = np.degrees(np.arctan2(abs(eyes[1]), eyes[0]))
         return f"the eyes are not side by side (the line through them is {angle:.0f} degrees from level)"
+    eye_y = (left[1] + right[1]) / 2
     mouth = p[list(s.parts["outer_lip"])].mean(0) - (left + right) / 2
     drop = float(np.hypot(*mouth))
     if mouth[1] < MIN_MOUTH_DROP * drop:
-        return f"the mouth (y {mouth[1] + (left[1] + right[1]) / 2:.1f}) is not below the eyes (y {(left[1] + right[1]) / 2:.1f})"
+        return f"the mouth (y {mouth[1] + eye_y:.1f}) is not below the eyes (y {eye_y:.1f})"
     contour = p[list(s.parts["contour"]), 0]
     width = float(contour.max() - contour.min())
     lo, hi = IOD_PER_FACE_WIDTH

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compound_fer import taxonomy
-from compound_fer.data.delimited import Table, read_table
+from compound_fer.data.delimited import Table, decode, read_table
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (DataIndex, Reader, build_annotated, check_root, flag_zero_bytes, pick_categories,
                                      walk_files)
@@ -153,9 +153,6 @@ def read_csv_list(path: Path) -> list[ListRow]:
     """Rows of a list file (``labels.csv``: header or not, any separator and encoding, see the module
     docstring); DataError naming the line for a row without a file or label."""
     table = read_table(path)
-    if table.encoding not in ("utf-8-sig",):
-        log.warning("%s: not UTF-8 text; read as %s (save it as UTF-8 to be sure file names with accents match)",
-                    path, table.encoding)
     header, pc, lc, sc = list_columns(table)
     names = [n for n, c in (("path", pc), ("label", lc), ("subject", sc)) if c is not None]
     need = max(c for c in (pc, lc, sc) if c is not None) + 1
@@ -175,10 +172,7 @@ def read_csv_list(path: Path) -> list[ListRow]:
 def read_raf_list(path: Path) -> list[ListRow]:
     """Rows of RAF-DB compound's ``list_patition_label.txt`` (``name id``, ids 1..11)."""
     rows: list[ListRow] = []
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); fix or remove it") from None
+    lines = decode(path)[0].splitlines()
     for lineno, line in enumerate(lines, start=1):
         parts = line.split()
         if not parts:

@@ -35,7 +35,8 @@ FLAGS = (
 WIDTH = 1280  # the window width pages are laid out at (a laptop)
 
 # Tables and code blocks wider than the page at WIDTH (they scroll sideways): the first cell or line of each.
-WIDE_JS = """JSON.stringify([...document.querySelectorAll('.md-typeset__scrollwrap, .md-typeset table, .md-content pre > code')]
+WIDE_JS = """JSON.stringify([...document.querySelectorAll(
+  '.md-typeset__scrollwrap, .md-typeset table, .md-content pre > code')]
   .filter(e => e.scrollWidth > e.clientWidth + 1)
   .map(e => [e.tagName === 'CODE' ? 'code' : 'table', e.scrollWidth - e.clientWidth,
              (e.querySelector('th, td') || e).textContent.trim().split('\\n')[0].slice(0, 50)]))"""

@@ -63,9 +63,9 @@ POINTING_CLASSES = ("Happy", "Surprised", "Disgusted")
 def pointing(seeds: list[int]) -> dict:
     """The test's setting (tests/test_relationship.py) over several seeds: small_cnn, 12 epochs, 64 px."""
     from compound_fer import taxonomy
-    from compound_fer.explain.pipeline import accuracy, train_synthetic_model
     from compound_fer.data.synthetic import generate
     from compound_fer.explain import relationship as R
+    from compound_fer.explain.pipeline import accuracy, train_synthetic_model
 
     rows = []
     for seed in seeds:
@@ -75,7 +75,11 @@ def pointing(seeds: list[int]) -> dict:
                       subject_offset=500, nuisance=False)
         t = time.perf_counter()
         model, order = train_synthetic_model(tr, epochs=12, seed=seed)
-        row = {"seed": seed, "train_s": round(time.perf_counter() - t, 1), "accuracy": round(accuracy(model, te, order), 3)}
+        row = {
+            "seed": seed,
+            "train_s": round(time.perf_counter() - t, 1),
+            "accuracy": round(accuracy(model, te, order), 3),
+        }
         for method in ("gradcam", "guided"):
             cc = R.explain_classes(model, te, labels=[taxonomy.label_of(n) for n in POINTING_CLASSES],
                                    method=method, class_order=order)

@@ -68,8 +68,10 @@ def main() -> int:
                              **provenance(seed=0), "threads": args.threads, "configs": {**earlier, **results}}
     write_json(path, doc)
     for name, r in results.items():
-        print(f"{name}: {r['total_minutes']:.1f} min (basic {r['basic_seconds']:.0f} s, "
-              f"orders {r['continual_seconds_per_order']}, few-shot + loading {r['fewshot_and_loading_seconds']:.0f} s)")
+        print(
+            f"{name}: {r['total_minutes']:.1f} min (basic {r['basic_seconds']:.0f} s, "
+            f"orders {r['continual_seconds_per_order']}, few-shot + loading {r['fewshot_and_loading_seconds']:.0f} s)"
+        )
     return 0
 
 

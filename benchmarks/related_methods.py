@@ -94,9 +94,12 @@ def part_purified(a) -> dict:
                       "identity_chance": 1.0 / len(torch.unique(tr.subjects)),
                       "expression_acc_unseen_subjects": accuracy(model, xt, yt), "seconds": round(time.time() - t0, 1)}
         log(f"purified part: {name} {rows[name]}")
-    return {"setup": f"synthetic {a.size}px, 6 basic classes, {a.subjects} train / {a.test_subjects} test subjects, "
-                     f"small_cnn, {a.basic_epochs} epochs at lr {a.basic_lr}, batch 32, purify_weight={a.purify_weight} (0 = same plugin, no term)",
-            "rows": rows}
+    return {
+        "setup": f"synthetic {a.size}px, 6 basic classes, {a.subjects} train / {a.test_subjects} test subjects, "
+        f"small_cnn, {a.basic_epochs} epochs at lr {a.basic_lr}, batch 32, purify_weight={a.purify_weight} "
+        "(0 = same plugin, no term)",
+        "rows": rows,
+    }
 
 
 def part_continual(a) -> dict:
@@ -132,10 +135,13 @@ def part_continual(a) -> dict:
         rows[name] = {"step_acc": steps, "final_acc": steps[-1], "mean_step_acc": float(np.mean(steps)),
                       "mean_step_acc_without_step0": float(np.mean(steps[1:])), "seconds": round(time.time() - t0, 1)}
         log(f"continual part: {name} final {steps[-1]:.3f} mean {np.mean(steps):.3f}")
-    return {"setup": f"synthetic {a.size}px, 6 basic then {a.n_compound} compound classes one per experience, "
-                     f"{a.subjects} train / {a.test_subjects} test subjects, small_cnn, {a.basic_epochs} epochs on "
-                     f"the basic experience then {a.epochs} per compound experience, mem_size={a.mem_size}, lr 1e-3, batch 16",
-            "compound_order": compound, "rows": rows}
+    return {
+        "setup": f"synthetic {a.size}px, 6 basic then {a.n_compound} compound classes one per experience, "
+        f"{a.subjects} train / {a.test_subjects} test subjects, small_cnn, {a.basic_epochs} epochs on "
+        f"the basic experience then {a.epochs} per compound experience, mem_size={a.mem_size}, lr 1e-3, batch 16",
+        "compound_order": compound,
+        "rows": rows,
+    }
 
 
 def part_omni_synthetic(a) -> dict:
@@ -183,11 +189,13 @@ def part_omni_synthetic(a) -> dict:
         res["labelled_plus_distilled"].append(accuracy(fit(torch.cat([x, sx]), torch.cat([y, sy]), s), xt, yt))
         log(f"omni synthetic repeat {s}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in res.items()))
     out["test_acc"] = {k: {"runs": v, "mean": float(np.mean(v))} for k, v in res.items()}
-    out["setup"] = (f"synthetic {a.size}px, 6 basic classes; labelled = {a.labelled_subjects} subjects, pool = the "
-                    f"other {a.subjects - a.labelled_subjects} training subjects (labels hidden), test = "
-                    f"{a.test_subjects} unseen subjects; ipc={a.ipc}, DM {a.dm_iterations} iterations; {a.omni_backbone} "
-                    f"({'from scratch' if a.omni_backbone == 'small_cnn' else 'frozen ImageNet trunk, head only'}) "
-                    f"trained {a.boost_epochs} epochs; {a.repeats} seeds")
+    out["setup"] = (
+        f"synthetic {a.size}px, 6 basic classes; labelled = {a.labelled_subjects} subjects, pool = the "
+        f"other {a.subjects - a.labelled_subjects} training subjects (labels hidden), test = "
+        f"{a.test_subjects} unseen subjects; ipc={a.ipc}, DM {a.dm_iterations} iterations; {a.omni_backbone} "
+        f"({'from scratch' if a.omni_backbone == 'small_cnn' else 'frozen ImageNet trunk, head only'}) "
+        f"trained {a.boost_epochs} epochs; {a.repeats} seeds"
+    )
     return out
 
 
@@ -244,7 +252,9 @@ def part_fer(a) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", nargs="+", default=["purified", "continual", "omni", "fer"])
-    p.add_argument("--methods", nargs="+", default=["naive", "purified", "omni", "pathnet", "kdpsmr", "kdpsmr+purified"])
+    p.add_argument(
+        "--methods", nargs="+", default=["naive", "purified", "omni", "pathnet", "kdpsmr", "kdpsmr+purified"]
+    )
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--subjects", type=int, default=30)
     p.add_argument("--test-subjects", type=int, default=8)
@@ -275,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if out_path.is_file():  # keep parts measured by an earlier run of other parts
         import json
 
-        result = {k: v for k, v in json.loads(out_path.read_text()).items() if k in ("purified", "continual", "omni", "fer")}
+        result = {
+            k: v for k, v in json.loads(out_path.read_text()).items() if k in ("purified", "continual", "omni", "fer")
+        }
     parts = {"purified": part_purified, "continual": part_continual, "omni": part_omni_synthetic, "fer": part_fer}
     for name in a.parts:
         t0 = time.time()

@@ -152,9 +152,9 @@ def stress_worker(method: str, n_classes: int, seed: int) -> None:
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    from compound_fer.stress import StreamSpec, run_stream, _peak_rss_mib, _rss_mib
-
     import avalanche.training  # noqa: F401  (imports out of the baseline)
+
+    from compound_fer.stress import StreamSpec, _peak_rss_mib, _rss_mib, run_stream
 
     base = _rss_mib()
     spec = StreamSpec(n_classes=n_classes, seed=seed)
@@ -187,7 +187,15 @@ def stress(sizes: list[int], seed: int) -> dict:
     runs = []
     for method in ("kdpsmr", "replay"):
         for n in sizes:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--stress-worker", method, str(n), "--seed", str(seed)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--stress-worker",
+                method,
+                str(n),
+                "--seed",
+                str(seed),
+            ]
             proc = subprocess.run(cmd, cwd=REPO, env=_env(None), capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"stress worker {method} {n} failed:\n{proc.stderr[-3000:]}")
@@ -252,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stress_worker:
         stress_worker(args.stress_worker[0], int(args.stress_worker[1]), args.seed)
         return 0
-    from compound_fer.io import provenance, write_json
-
     import shutil
+
+    from compound_fer.io import provenance, write_json
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)

@@ -118,9 +118,11 @@ def _with_busy(n: int, fn):
 
 
 def threads_figures(iters: int = 30) -> dict[str, Any]:
-    settings = {"2 threads, OpenMP default (spinning): the old default": ("2", {}),
-                "auto = usable cores (2), OMP_WAIT_POLICY=PASSIVE: the default": ("auto", {"OMP_WAIT_POLICY": "PASSIVE"}),
-                "1 thread, OMP_WAIT_POLICY=PASSIVE": ("1", {"OMP_WAIT_POLICY": "PASSIVE"})}
+    settings = {
+        "2 threads, OpenMP default (spinning): the old default": ("2", {}),
+        "auto = usable cores (2), OMP_WAIT_POLICY=PASSIVE: the default": ("auto", {"OMP_WAIT_POLICY": "PASSIVE"}),
+        "1 thread, OMP_WAIT_POLICY=PASSIVE": ("1", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    }
     out: dict[str, Any] = {}
     for busy in (0, 2):
         for name, (threads, extra) in settings.items():

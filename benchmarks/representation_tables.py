@@ -84,9 +84,11 @@ def fewshot() -> str:
     for cfg in CONFIGS:
         data = _load(R / cfg / "results.json")
         for r in (data or {}).get("fewshot", []):
-            out.append(f"| {cfg} | {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | "
-                       f"{_pct(r['seven_way_accuracy'])} | {_pct(r['new_class_recall'])} | {_pct(r['basic_accuracy'])} | "
-                       f"{_pct(r.get('basic_accuracy_before'))} |")
+            out.append(
+                f"| {cfg} | {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | "
+                f"{_pct(r['seven_way_accuracy'])} | {_pct(r['new_class_recall'])} | {_pct(r['basic_accuracy'])} | "
+                f"{_pct(r.get('basic_accuracy_before'))} |"
+            )
     return "\n".join(out)
 
 

@@ -17,7 +17,6 @@ import copy
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -29,7 +28,9 @@ from compound_fer.io import provenance, write_json
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", default="compound_fer/configs/cfee_cpu.yaml")
-    ap.add_argument("--data", default=None, help="cfee-subset path (default: the config's); 'synthetic' for generated faces")
+    ap.add_argument(
+        "--data", default=None, help="cfee-subset path (default: the config's); 'synthetic' for generated faces"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)

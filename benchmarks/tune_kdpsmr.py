@@ -1,4 +1,5 @@
-"""Tune KD+PSMR's (or another method's) continual settings on the VALIDATION subjects of the strict split (never the test ones).
+"""Tune KD+PSMR's (or another method's) continual settings on the VALIDATION subjects of the strict split
+(never the test ones).
 
 Loads the basic model of a finished ``compound-fer run`` (its ``models/basic_seed<seed>.pt``), rebuilds the
 same strict split, and runs KD+PSMR over a few class orders with the validation subjects as the scored
@@ -44,13 +45,20 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from compound_fer import taxonomy
     from compound_fer.config import load_config
     from compound_fer.data.splits import class_orders
-    from compound_fer import taxonomy
     from compound_fer.io import provenance, write_json
-    from compound_fer.runner import Splits, build_basic_model, basic_labels, load_dataset, make_inputs, make_splits, \
-        run_continual
     from compound_fer.model_io import load_state_dict
+    from compound_fer.runner import (
+        Splits,
+        basic_labels,
+        build_basic_model,
+        load_dataset,
+        make_inputs,
+        make_splits,
+        run_continual,
+    )
 
     run = Path(args.run)
     base = load_config(run / "config.yaml")

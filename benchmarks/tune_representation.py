@@ -186,7 +186,9 @@ def main() -> int:
     from compound_fer.runner import run_protocol
 
     path = Path(args.config)
-    base = load_config(path if path.suffix else Path("compound_fer/configs") / f"{args.config}.yaml").model_dump(mode="json")
+    base = load_config(path if path.suffix else Path("compound_fer/configs") / f"{args.config}.yaml").model_dump(
+        mode="json"
+    )
     shots = [int(n) for n in args.fewshot.split(",") if n]
     fewshot = {"enabled": True, "shots": shots, "repeats": 1, "mode": "kept"} if shots else {"enabled": False}
     base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": fewshot, "seeds": [args.seed],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import errno
+import importlib
 import logging
 import shlex
 import sys

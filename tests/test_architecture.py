@@ -48,10 +48,19 @@ def import_graph() -> dict[str, set[str]]:
                         pkg = pkg.rpartition(".")[0]
                     base = f"{pkg}.{base}" if base else pkg
                 targets = [f"{base}.{a.name}" for a in node.names]
-            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-                  and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 targets = [node.args[0].value]
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("compound_fer."):
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.startswith("compound_fer.")
+            ):
                 targets = [node.value]  # module names in tables handed to import_module
             for t in targets:
                 if not t.startswith("compound_fer"):

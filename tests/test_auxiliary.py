@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from landmark_shapes import cfee_points
 
 from compound_fer.data.synthetic import generate
 from compound_fer.errors import ConfigError
@@ -12,11 +13,11 @@ from compound_fer.models import build_model
 from compound_fer.training.auxiliary import AuxiliaryTargets
 from compound_fer.training.basic import train_basic
 
-from landmark_shapes import cfee_points
-
 
 def _faces(n_subjects=6):
-    faces = generate(categories=["Happy", "Sad", "Surprised"], n_subjects=n_subjects, per_subject=1, image_size=32, seed=0)
+    faces = generate(
+        categories=["Happy", "Sad", "Surprised"], n_subjects=n_subjects, per_subject=1, image_size=32, seed=0
+    )
     rng = np.random.default_rng(0)
     pts = np.repeat(cfee_points()[None], len(faces), 0)
     pts[:, 49:63, 1] += faces.labels.numpy()[:, None] * 2.0

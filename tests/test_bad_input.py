@@ -8,6 +8,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from landmark_shapes import cfee_points
 from PIL import Image
 
 from compound_fer import cli, taxonomy
@@ -16,7 +17,6 @@ from compound_fer.data.folder import read_folder
 from compound_fer.data.images import SkipReport, read_image
 from compound_fer.data.load import load_faces, scan
 from compound_fer.errors import DataError
-from landmark_shapes import cfee_points
 
 
 # ------------------------------------------------------------------ synthetic faces with landmarks

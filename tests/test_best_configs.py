@@ -9,10 +9,10 @@ import json
 
 import pytest
 import yaml
+from test_external_test import SIZE, write_cfee_folder
 
 from compound_fer import cli
 from compound_fer.commands._common import resolve_config
-from test_external_test import SIZE, write_cfee_folder
 
 SMALL = {  # only the size of the run changes: every lever of the packaged config stays as shipped
     "data": {"image_size": SIZE, "face_method": "landmarks", "face_margin": 0.0, "landmark_detector": None},
@@ -76,7 +76,9 @@ def _cover(by_subject: dict[int, set[str]], need: set[str], skip: set[int] = fro
     chosen: list[int] = []
     left = set(need)
     while left:
-        best = max((s for s in by_subject if s not in skip and s not in chosen), key=lambda s: len(by_subject[s] & left))
+        best = max(
+            (s for s in by_subject if s not in skip and s not in chosen), key=lambda s: len(by_subject[s] & left)
+        )
         chosen.append(best)
         left -= by_subject[best]
     return chosen

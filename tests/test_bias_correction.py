@@ -10,19 +10,23 @@ import copy
 
 import pytest
 import torch
-from torch import nn
-
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.utils.classification_dataset import (
     _make_taskaware_tensor_classification_dataset as tensor_dataset,
 )
 from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin
+from torch import nn
 
 from compound_fer.config import parse_config
 from compound_fer.errors import ConfigError
 from compound_fer.training.bias_correction import (
-    BalancedFinetunePlugin, BiCPlugin, LogitAdjustmentPlugin, WeightAligningPlugin, bias_plugins, fit_bias_layer,
+    BalancedFinetunePlugin,
+    BiCPlugin,
+    LogitAdjustmentPlugin,
+    WeightAligningPlugin,
+    bias_plugins,
+    fit_bias_layer,
     fold_affine,
 )
 

@@ -56,8 +56,16 @@ def test_data_sets_under_a_benchmark_are_saved_by_reference(tmp_path):
     def bench(size: int):
         g = torch.Generator().manual_seed(0)
         x, y = torch.rand(40, 3, size, size, generator=g), torch.arange(4).repeat_interleave(10)
-        return nc_benchmark(TensorDataset(x, y), TensorDataset(x.clone(), y.clone()), n_experiences=2, task_labels=False,
-                            shuffle=False, seed=0, fixed_class_order=[0, 1, 2, 3], per_exp_classes={0: 2, 1: 2})
+        return nc_benchmark(
+            TensorDataset(x, y),
+            TensorDataset(x.clone(), y.clone()),
+            n_experiences=2,
+            task_labels=False,
+            shuffle=False,
+            seed=0,
+            fixed_class_order=[0, 1, 2, 3],
+            per_exp_classes={0: 2, 1: 2},
+        )
 
     sizes = []
     for size in (8, 64):  # 64x the pixels: the same checkpoint size

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_external_test import CLASSES, SIZE, TINY, full_frame_landmarks
 
 from compound_fer import cli, taxonomy
 from compound_fer.config import parse_config
@@ -20,7 +21,6 @@ from compound_fer.data.splits import external_test
 from compound_fer.data.synthetic import generate
 from compound_fer.errors import ConfigError, DataError
 from compound_fer.runner.checks import check_splits, needs_of
-from test_external_test import CLASSES, SIZE, TINY, full_frame_landmarks
 
 CFG = parse_config(TINY)  # strict split, kdpsmr continual, no few-shot phase
 

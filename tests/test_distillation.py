@@ -11,7 +11,10 @@ from torch import nn
 
 from compound_fer.models import FERModel, GrowingHead
 from compound_fer.training.distillation import (
-    DistillationPlugin, distillation_loss, kd_gamma, soft_targets,
+    DistillationPlugin,
+    distillation_loss,
+    kd_gamma,
+    soft_targets,
 )
 
 
@@ -73,8 +76,14 @@ def test_zero_padding_gives_new_classes_mass_and_mask_gives_exactly_zero():
 def _mlp(n_classes: int, seed: int = 0) -> FERModel:
     torch.manual_seed(seed)
     tail = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
-    return FERModel(trunk=nn.Identity(), tail=tail, head=GrowingHead(in_features=16, num_classes=n_classes, dropout=0.0),
-                    feature_dim=16, target_layer=tail[0], freeze_bn=False)
+    return FERModel(
+        trunk=nn.Identity(),
+        tail=tail,
+        head=GrowingHead(in_features=16, num_classes=n_classes, dropout=0.0),
+        feature_dim=16,
+        target_layer=tail[0],
+        freeze_bn=False,
+    )
 
 
 def _stream(seed: int = 0):
@@ -98,8 +107,15 @@ class _Recorder:
 
         class P(SupervisedPlugin):
             def before_backward(self, strategy, **kw):
-                rec.rows.append((strategy.clock.train_exp_counter, strategy.mb_x.detach().clone(),
-                                 strategy.mb_y.clone(), strategy.mb_output.detach().clone(), float(strategy.loss.detach())))
+                rec.rows.append(
+                    (
+                        strategy.clock.train_exp_counter,
+                        strategy.mb_x.detach().clone(),
+                        strategy.mb_y.clone(),
+                        strategy.mb_output.detach().clone(),
+                        float(strategy.loss.detach()),
+                    )
+                )
 
         self.rows = []
         self.plugin = P()

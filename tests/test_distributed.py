@@ -45,7 +45,9 @@ def test_two_process_torchrun_keeps_ranks_identical_and_matches_single_process(t
     assert set(s) == set(d) == {("basic", None), ("continual", "naive"), ("continual", "kdpsmr")}
     assert d[("basic", None)]["ranks_in_sync"] is True  # DDP-wrapped basic phase
     n_basic = s[("basic", None)]["split"]["test_images"] * 6 // 21  # 6 basic of the 21 classes, balanced
-    assert abs(d[("basic", None)]["test_accuracy"] - s[("basic", None)]["test_accuracy"]) * n_basic <= BASIC_IMAGES + 1e-6
+    assert (
+        abs(d[("basic", None)]["test_accuracy"] - s[("basic", None)]["test_accuracy"]) * n_basic <= BASIC_IMAGES + 1e-6
+    )
     for method in ("naive", "kdpsmr"):
         a, b = s[("continual", method)], d[("continual", method)]
         assert b["world_size"] == 2 and "ranks_in_sync" not in a

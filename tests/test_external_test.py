@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import yaml
+from landmark_shapes import cfee_points
 from PIL import Image
 
 from compound_fer import cli, taxonomy
 from compound_fer.data.synthetic import generate
-from landmark_shapes import cfee_points
 
 SIZE = 32
 TINY = {

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from landmark_shapes import cfee_points
 
 from compound_fer.data import faces, landmarks
 from compound_fer.data.facecache import CACHE_VERSION
 from compound_fer.data.schemes import MEDIAPIPE468
 from compound_fer.errors import DataError
-from landmark_shapes import cfee_points
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -42,7 +42,9 @@ def draw_face(lm: np.ndarray, size: tuple[int, int] = (200, 200)) -> np.ndarray:
     """RGB uint8 image: a skin ellipse, dark eyes, red mouth, and pupils marked red (left) / blue (right)."""
     h, w = size
     img = np.full((h, w, 3), 90, np.uint8)
-    cv2.fillConvexPoly(img, cv2.convexHull(np.round(np.vstack([lm[63:78], lm[18:34]])).astype(np.int32)), (220, 180, 150))
+    cv2.fillConvexPoly(
+        img, cv2.convexHull(np.round(np.vstack([lm[63:78], lm[18:34]])).astype(np.int32)), (220, 180, 150)
+    )
     for idx in (range(1, 9), range(10, 18)):
         cv2.fillConvexPoly(img, cv2.convexHull(np.round(lm[list(idx)]).astype(np.int32)), (40, 40, 40))
     cv2.fillConvexPoly(img, cv2.convexHull(np.round(lm[49:57]).astype(np.int32)), (150, 40, 60))

@@ -64,6 +64,7 @@ def test_a_basic_model_of_another_image_size_is_refused_even_without_a_fingerpri
     import shutil
 
     from test_runner import TINY
+
     from compound_fer.runner import run_protocol
 
     cfg = parse_config({**TINY, "continual": {**TINY["continual"], "methods": ["naive"]}, "fewshot": {"enabled": False},

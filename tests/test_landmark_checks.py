@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from landmark_shapes import cfee_points
 from PIL import Image
 
 from compound_fer import cli
@@ -15,7 +16,6 @@ from compound_fer.data.folder import read_folder
 from compound_fer.data.landmark_checks import face_problem
 from compound_fer.data.schemes import CFEE78
 from compound_fer.errors import DataError
-from landmark_shapes import cfee_points
 
 CLASSES = ("happy", "sad")
 

@@ -53,8 +53,14 @@ def test_adaptation_grows_and_masks_units_never_trained():
 
 def _tiny_fer(n_classes: int = 3) -> FERModel:
     tail = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
-    return FERModel(trunk=nn.Identity(), tail=tail, head=GrowingHead(in_features=16, num_classes=n_classes, dropout=0.0),
-                    feature_dim=16, target_layer=tail[0], freeze_bn=False)
+    return FERModel(
+        trunk=nn.Identity(),
+        tail=tail,
+        head=GrowingHead(in_features=16, num_classes=n_classes, dropout=0.0),
+        feature_dim=16,
+        target_layer=tail[0],
+        freeze_bn=False,
+    )
 
 
 def test_optimizer_follows_grown_head_inside_avalanche():
@@ -75,8 +81,15 @@ def test_optimizer_follows_grown_head_inside_avalanche():
 
     snap = Snap()
     model = _tiny_fer(3)
-    strategy = Naive(plugins=[snap], model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2), train_mb_size=10,
-                     train_epochs=1, eval_mb_size=50, evaluator=EvaluationPlugin(loggers=[]))
+    strategy = Naive(
+        plugins=[snap],
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        train_mb_size=10,
+        train_epochs=1,
+        eval_mb_size=50,
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
     for exp in bench.train_stream:
         strategy.train(exp)
     assert model.num_classes == 5
@@ -100,7 +113,9 @@ def test_small_cnn_trunk_tail_split_and_normalisation_inside():
 
 def test_set_trainable_freezes_trunk_and_keeps_batchnorm_frozen():
     m = build_model("mobilenet_v2", num_classes=3, pretrained=True)
-    state = torch.load(__import__("compound_fer.models", fromlist=["x"])._mobilenet_v2_weights_path(), weights_only=True)
+    state = torch.load(
+        __import__("compound_fer.models", fromlist=["x"])._mobilenet_v2_weights_path(), weights_only=True
+    )
     assert torch.equal(m.trunk[1][0].weight, state["features.0.0.weight"])  # real ImageNet weights, not random
     m.set_trainable("tail_head").train()
     assert not any(p.requires_grad for p in m.trunk.parameters())

@@ -90,12 +90,11 @@ def test_distilled_replay_keeps_old_classes_in_a_continual_stream():
         _make_taskaware_tensor_classification_dataset as tensor_dataset,
     )
     from avalanche.training.plugins import EvaluationPlugin
-
-    from compound_fer.training.omni import DistilledReplayPlugin, build_omni
     from avalanche.training.templates import SupervisedTemplate
 
-    from compound_fer.training.template import template_kwargs
+    from compound_fer.training.omni import DistilledReplayPlugin, build_omni
     from compound_fer.training.registry import StrategyArgs
+    from compound_fer.training.template import template_kwargs
 
     x, y = faces(range(8), 4, seed=1, noise=1.0)
     xt, yt = faces(range(20, 24), 4, seed=2, noise=1.0)

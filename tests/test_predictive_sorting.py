@@ -12,15 +12,23 @@ from torch import nn
 from compound_fer.errors import ConfigError
 from compound_fer.models import FERModel, GrowingHead
 from compound_fer.training.predictive_sorting import (
-    PredictiveSortingSelection, PSMRBuffer, PSMRPlugin,
+    PredictiveSortingSelection,
+    PSMRBuffer,
+    PSMRPlugin,
 )
 
 
 def _mlp(n_classes: int, seed: int = 0) -> FERModel:
     torch.manual_seed(seed)
     tail = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5))
-    return FERModel(trunk=nn.Identity(), tail=tail, head=GrowingHead(in_features=16, num_classes=n_classes, dropout=0.3),
-                    feature_dim=16, target_layer=tail[0], freeze_bn=False)
+    return FERModel(
+        trunk=nn.Identity(),
+        tail=tail,
+        head=GrowingHead(in_features=16, num_classes=n_classes, dropout=0.3),
+        feature_dim=16,
+        target_layer=tail[0],
+        freeze_bn=False,
+    )
 
 
 def _data(n_per_class=30, n_classes=5, seed=0):

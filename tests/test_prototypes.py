@@ -8,13 +8,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from test_fewshot import BASIC, NEW, faces, run_fewshot, tiny_basic_model
 
 from compound_fer.config import parse_config
 from compound_fer.errors import ConfigError
 from compound_fer.runner import run_protocol
 from compound_fer.training.prototypes import PrototypePlugin, prototypes
-
-from test_fewshot import BASIC, NEW, faces, run_fewshot, tiny_basic_model
 
 
 @pytest.fixture(scope="module")

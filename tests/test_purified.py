@@ -81,7 +81,7 @@ def probe_accuracy(feats: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> 
 
 
 def measure(model, train, test):
-    (x, y, s), (xt, yt) = train, test
+    (x, _, s), (xt, yt) = train, test
     model.eval()
     with torch.no_grad():
         feats = model.features(x)
@@ -94,7 +94,10 @@ def test_purification_removes_identity_and_keeps_expression():
     base = torch.tensor([measure(*train(None, seed)) for seed in range(5)]).mean(0)
     pure = torch.tensor([measure(*train(1.0, seed)) for seed in range(5)]).mean(0)
     (base_id, base_expr), (pure_id, pure_expr) = base.tolist(), pure.tolist()
-    print(f"identity probe {base_id:.3f} -> {pure_id:.3f}; expression (unseen subjects) {base_expr:.3f} -> {pure_expr:.3f}")
+    print(
+        f"identity probe {base_id:.3f} -> {pure_id:.3f}; expression (unseen subjects) {base_expr:.3f} -> "
+        f"{pure_expr:.3f}"
+    )
     assert base_id > 0.6, "the stand-in data must carry identity strongly"
     assert pure_id < base_id - 0.5
     assert pure_expr >= base_expr - 0.03
@@ -103,7 +106,9 @@ def test_purification_removes_identity_and_keeps_expression():
 def test_missing_subjects_is_a_clear_error():
     x, y, _ = blobs(range(2), 2, seed=0)
     bench = nc_benchmark(tensor_dataset(x, y), tensor_dataset(x, y), n_experiences=1, task_labels=False, seed=0)
-    strategy = build_purified(model=TinyNet(), args=StrategyArgs(train_epochs=1), evaluator=EvaluationPlugin(loggers=[]))
+    strategy = build_purified(
+        model=TinyNet(), args=StrategyArgs(train_epochs=1), evaluator=EvaluationPlugin(loggers=[])
+    )
     with pytest.raises(DataError, match="with_subjects"):
         strategy.train(bench.train_stream[0])
 

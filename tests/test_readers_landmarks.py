@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from landmark_shapes import cfee_points
 from PIL import Image
+from test_face_landmarks import draw, mp468_from
 
 from compound_fer import cli, taxonomy
 from compound_fer.data import faces, landmarks
@@ -19,8 +21,6 @@ from compound_fer.data.folder import read_folder
 from compound_fer.data.listfile import RAF_LIST
 from compound_fer.data.load import load_faces, scan
 from compound_fer.errors import DataError
-from landmark_shapes import cfee_points
-from test_face_landmarks import draw, mp468_from
 
 RED = (255, 0, 0)
 CKPLUS = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")

@@ -160,8 +160,8 @@ SYNTH_CLASSES = ("Happy", "Surprised", "Disgusted")
 
 @pytest.fixture(scope="module")
 def synthetic_model():
-    from compound_fer.explain.pipeline import accuracy, train_synthetic_model
     from compound_fer.data.synthetic import generate
+    from compound_fer.explain.pipeline import accuracy, train_synthetic_model
 
     train = generate(categories=SYNTH_CLASSES, n_subjects=20, per_subject=2, image_size=64, seed=0, nuisance=False)
     test = generate(categories=SYNTH_CLASSES, n_subjects=12, per_subject=2, image_size=64, seed=0,

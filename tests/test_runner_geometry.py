@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from landmark_shapes import cfee_points
 
 from compound_fer.config import parse_config
 from compound_fer.data.synthetic import generate
@@ -14,8 +15,6 @@ from compound_fer.fusion import pack
 from compound_fer.model_io import load_model
 from compound_fer.runner import run_protocol
 from compound_fer.training.predict import predict
-
-from landmark_shapes import cfee_points
 
 CFG = {
     "name": "tiny-geometry",

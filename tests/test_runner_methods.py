@@ -1,11 +1,11 @@
 """Every registered method runs through the protocol runner (not only through its builder)."""
 
 import pytest
+from test_runner import TINY as BASE
 
 from compound_fer.config import parse_config
 from compound_fer.runner import run_protocol
 from compound_fer.training.registry import available
-from test_runner import TINY as BASE
 
 #: methods that predict differently from the basic model at step 0 by design: iCaRL and NCM classify by
 #: nearest class mean; PathNet trains its own paths and head on the basic classes
@@ -17,8 +17,13 @@ TINY = {
     "data": {"source": "synthetic", "image_size": 32, "synthetic": {"n_subjects": 8, "per_subject": 1, "seed": 0}},
     "evaluation": {"mode": "strict", "val_fraction": 0.25, "test_fraction": 0.25},
     "basic": {"epochs": 1, "lr": 0.002, "batch_size": 32, "patience": 1},
-    "continual": {"orders": 1, "epochs": 1, "lr": 0.001, "augment_views": 1,
-                  "method_options": {"omni": {"dm_iterations": 2}, "pathnet": {"population": 4, "tournament_steps": 1}}},
+    "continual": {
+        "orders": 1,
+        "epochs": 1,
+        "lr": 0.001,
+        "augment_views": 1,
+        "method_options": {"omni": {"dm_iterations": 2}, "pathnet": {"population": 4, "tournament_steps": 1}},
+    },
     "fewshot": {"enabled": False},
     "loggers": [],
 }

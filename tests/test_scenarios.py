@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from compound_fer import taxonomy
+from compound_fer.data.augment import make_augment
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.splits import class_orders
 from compound_fer.errors import ConfigError
-from compound_fer.data.augment import make_augment
 from compound_fer.scenarios import basic_to_compound, fewshot_benchmark
 
 BASIC = taxonomy.basic_names()
@@ -144,9 +144,9 @@ def test_reference_augmentation_works_on_tensor_items(faces):
 
 
 def _strategies(n_classes: int, in_features: int):
+    from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.models import IncrementalClassifier
     from avalanche.training import EWC, ICaRL, LwF, Naive, Replay
-    from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.training.plugins import EvaluationPlugin
 
     def model():

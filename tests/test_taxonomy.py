@@ -1,5 +1,6 @@
-from compound_fer import taxonomy as tx
 import pytest
+
+from compound_fer import taxonomy as tx
 
 
 def test_table_shape_and_order():

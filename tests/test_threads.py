@@ -46,6 +46,11 @@ def test_configure_applies_auto_and_explicit_counts():
                                            ({"COMPOUND_FER_OMP_WAIT_POLICY": "default"}, "unset")])
 def test_import_sets_a_passive_openmp_wait_policy_unless_told_otherwise(env, want):
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "COMPOUND_FER_OMP_WAIT_POLICY")}
-    out = subprocess.run([sys.executable, "-c", "import os, compound_fer; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"],
-                         env={**base, **env}, capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, compound_fer; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert out == want

@@ -38,9 +38,8 @@ def _count(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compound_fer.data.load import scan
-
     from compound_fer.data.landmark_checks import audit
+    from compound_fer.data.load import scan
 
     index = scan(args.path)
     if args.check_images:

@@ -23,8 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", type=Path, help="a saved model (.pt with its .json metadata, from `compound-fer run`)")
     p.add_argument("--compound-model", action="append", default=[], type=Path, metavar="PATH",
                    help="few-shot model(s) to explain the compounds they learned, as the reference does (repeatable)")
-    p.add_argument("--data", type=Path, help="face folder for --model (a CFEE-style tree readable by compound_fer.data.load); "
-                   "with --config it overrides the config's data path")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="face folder for --model (a CFEE-style tree readable by compound_fer.data.load); "
+        "with --config it overrides the config's data path",
+    )
     p.add_argument("--config", default=None,
                    help="--model: the protocol config (YAML or packaged name, e.g. cfee_cpu) the model was trained "
                         "with: its face crops, and its split for --split")

@@ -18,8 +18,15 @@ import numpy as np
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.index import (DataIndex, Reader, build_faceset, check_root, flag_zero_bytes, pick_categories,
-                                     walk_files)
+from compound_fer.data.index import (
+    DataIndex,
+    Reader,
+    build_faceset,
+    check_root,
+    flag_zero_bytes,
+    pick_categories,
+    walk_files,
+)
 from compound_fer.errors import DataError
 from compound_fer.taxonomy import ACTION_UNITS, Category
 
@@ -151,8 +158,11 @@ def scan_cfee(root: str | os.PathLike) -> CFEEIndex:
         subjects.append(sid)
         cats.append(cat.name if cat else "")
         if cat is None:
-            problems.add(p, f"unknown CFEE category id {cid:02d} (valid: {', '.join(f'{k:02d}' for k in sorted(names))}); "
-                            "rename or remove the file")
+            problems.add(
+                p,
+                f"unknown CFEE category id {cid:02d} (valid: {', '.join(f'{k:02d}' for k in sorted(names))}); "
+                "rename or remove the file",
+            )
     flag_zero_bytes(files, problems)
     unmatched = tuple(str(p) for p in all_files if is_image_file(p) and not CFEE_NAME.match(p.name))
     idx = CFEEIndex(root=root, layout="cfee", files=tuple(files), categories=tuple(cats), subjects=tuple(subjects),

@@ -94,7 +94,10 @@ class _Mouth:
         self.mx, self.my = f.cx, idn.mouth_y
         self.w = idn.mouth_w * (1 + 0.28 * a12 + 0.4 * a20 - 0.22 * a23 - 0.12 * a24 - 0.25 * a26)
         self.cdy = -0.07 * a12 + 0.055 * a15 + 0.008 * a20
-        self.L, self.R = np.array([self.mx - self.w, self.my + self.cdy]), np.array([self.mx + self.w, self.my + self.cdy])
+        self.L, self.R = (
+            np.array([self.mx - self.w, self.my + self.cdy]),
+            np.array([self.mx + self.w, self.my + self.cdy]),
+        )
         self.up_in = self.my - 0.022 * a10
         opening = (0.02 * a25 + 0.075 * a26) if a25 > 0 else 0.012 * a26
         self.lo_in = max(self.up_in, self.my + opening - 0.012 * a17)

@@ -25,7 +25,13 @@ import numpy as np
 
 from compound_fer.data.annotations import check_inside, read_landmarks  # noqa: F401 - re-exported
 from compound_fer.data.facecache import (  # noqa: F401 - re-exported
-    CACHE_VERSION, default_cache_dir, file_key, load_cache, note_old_versions, save_cache)
+    CACHE_VERSION,
+    default_cache_dir,
+    file_key,
+    load_cache,
+    note_old_versions,
+    save_cache,
+)
 from compound_fer.data.haar import NoFace, detect_face  # noqa: F401 - re-exported
 from compound_fer.data.images import MAX_SIDE, SkipReport, read_image
 from compound_fer.data.schemes import CFEE78, get_scheme

@@ -16,8 +16,15 @@ from pathlib import Path
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.index import (DataIndex, Reader, build_annotated, check_root, flag_zero_bytes, pick_categories,
-                                     walk_files)
+from compound_fer.data.index import (
+    DataIndex,
+    Reader,
+    build_annotated,
+    check_root,
+    flag_zero_bytes,
+    pick_categories,
+    walk_files,
+)
 from compound_fer.errors import DataError
 
 #: Subject id of the i-th file (sorted order) when no subjects.csv says otherwise.

@@ -19,8 +19,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compound_fer.data.annotations import (LandmarkTable, by_base_name, image_size, match_frames, outside_problem,
-                                           read_landmarks, row_key)
+from compound_fer.data.annotations import (
+    LandmarkTable,
+    by_base_name,
+    image_size,
+    match_frames,
+    outside_problem,
+    read_landmarks,
+    row_key,
+)
 from compound_fer.data.schemes import get_scheme
 from compound_fer.errors import DataError
 

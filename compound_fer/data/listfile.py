@@ -30,8 +30,15 @@ from typing import TYPE_CHECKING
 from compound_fer import taxonomy
 from compound_fer.data.delimited import Table, decode, read_table
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
-from compound_fer.data.index import (DataIndex, Reader, build_annotated, check_root, flag_zero_bytes, pick_categories,
-                                     walk_files)
+from compound_fer.data.index import (
+    DataIndex,
+    Reader,
+    build_annotated,
+    check_root,
+    flag_zero_bytes,
+    pick_categories,
+    walk_files,
+)
 from compound_fer.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover

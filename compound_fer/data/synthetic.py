@@ -60,7 +60,8 @@ def sample_aus(category: str, rng: np.random.Generator) -> dict[int, float]:
 
 
 def active_regions(aus: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Which ``taxonomy.REGIONS`` the active AUs move: bool (..., len(REGIONS)) from AU vectors (..., len(ACTION_UNITS))."""
+    """Which ``taxonomy.REGIONS`` the active AUs move: bool (..., len(REGIONS)) from AU vectors
+    (..., len(ACTION_UNITS))."""
     a = np.asarray(aus) > 0
     table = np.zeros((len(_AUS), len(taxonomy.REGIONS)), dtype=bool)
     for au, regions in taxonomy.AU_REGIONS.items():
@@ -70,7 +71,8 @@ def active_regions(aus: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def active_region_masks(faces: FaceSet) -> torch.Tensor:
-    """Pixels moved by each image's active AUs: ``region_masks`` with the untouched regions zeroed, bool (N, R, H, W)."""
+    """Pixels moved by each image's active AUs: ``region_masks`` with the untouched regions zeroed,
+    bool (N, R, H, W)."""
     if faces.region_masks is None or faces.aus is None:
         raise ValueError("active_region_masks needs a FaceSet with aus and region_masks (generate(masks=True))")
     keep = torch.from_numpy(active_regions(faces.aus.numpy()))

@@ -193,5 +193,14 @@ def plot_matrices(groups: dict[str, Sequence], out: Path) -> list[str]:
     return written
 
 
-__all__ = ["PAPER_METHOD", "mean_accuracy_matrix", "merge_identical", "method_styles", "plot_accuracy_matrix", "plot_confusion",
-           "plot_matrices", "plot_step_curves", "save"]
+__all__ = [
+    "PAPER_METHOD",
+    "mean_accuracy_matrix",
+    "merge_identical",
+    "method_styles",
+    "plot_accuracy_matrix",
+    "plot_confusion",
+    "plot_matrices",
+    "plot_step_curves",
+    "save",
+]

@@ -7,10 +7,9 @@ per-class recall and the confusion matrix. Definitions and formulas: docs/metric
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
-
-import math
 
 import numpy as np
 
@@ -77,7 +76,11 @@ def accuracy_matrix(
     if len(y_true_per_step) != len(y_pred_per_step):
         raise ValueError("y_true_per_step and y_pred_per_step must have one entry per step")
     exp = [list(c) for c in experience_classes]
-    return np.stack([accuracy_matrix_row(t, p, exp) for t, p in zip(y_true_per_step, y_pred_per_step)]) if exp else np.zeros((0, 0))
+    return (
+        np.stack([accuracy_matrix_row(t, p, exp) for t, p in zip(y_true_per_step, y_pred_per_step)])
+        if exp
+        else np.zeros((0, 0))
+    )
 
 
 def overall_accuracy(step_accuracies: Any, *, include_step0: bool = True) -> float:
@@ -217,9 +220,8 @@ def evaluate_predictions(
     replace or wrap it.
     """
     import torch
-    from torch.utils.data import DataLoader
-
     from avalanche.models.utils import avalanche_forward
+    from torch.utils.data import DataLoader
 
     was_training = model.training
     model.eval()
@@ -323,7 +325,9 @@ class ContinualRecord:
             "basic_retention": basic_retention(basic_acc).tolist(),
             "average_forgetting": average_forgetting(r),
             "backward_transfer": backward_transfer(r),
-            "final_per_class_recall": {str(k): v for k, v in per_class_recall(self.y_true[-1], self.y_pred[-1], seen).items()},
+            "final_per_class_recall": {
+                str(k): v for k, v in per_class_recall(self.y_true[-1], self.y_pred[-1], seen).items()
+            },
             "final_confusion_classes": seen,
             "final_confusion_matrix": confusion_matrix(self.y_true[-1], self.y_pred[-1], seen).tolist(),
         }

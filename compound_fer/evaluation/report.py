@@ -136,9 +136,12 @@ def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: S
                   "basic accuracy | balanced accuracy | 7-way accuracy |"
                   " basic before | runs with 100% new-class recall |\n|---|---|---|---|---|---|---|---|---|---|\n")
         for r in fewshot:
-            out.write(f"| {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | {_fmt(r.get('harmonic_mean'))} | "
-                      f"{_fmt(r['new_class_recall'])} | {_fmt(r['basic_accuracy'])} | {_fmt(r.get('balanced_accuracy'))} | "
-                      f"{_fmt(r['seven_way_accuracy'])} | {_fmt(r.get('basic_accuracy_before'))} | {_fmt(r['perfect_new_class_share'])} |\n")
+            out.write(
+                f"| {r.get('mode', 'reference')} | {r['shots']} | {r['runs']} | {_fmt(r.get('harmonic_mean'))} | "
+                f"{_fmt(r['new_class_recall'])} | {_fmt(r['basic_accuracy'])} | {_fmt(r.get('balanced_accuracy'))} | "
+                f"{_fmt(r['seven_way_accuracy'])} | {_fmt(r.get('basic_accuracy_before'))} | "
+                f"{_fmt(r['perfect_new_class_share'])} |\n"
+            )
         out.write("\n")
     return out.getvalue()
 

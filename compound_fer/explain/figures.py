@@ -27,7 +27,8 @@ def _plt():
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of ``cam`` in [0, 1] over ``image`` (RGB, uint8 (H, W, 3) or (3, H, W), or float in [0, 1]), HOT colormap."""
+    """RGB uint8 (H, W, 3) of ``cam`` in [0, 1] over ``image`` (RGB, uint8 (H, W, 3) or (3, H, W), or float in
+    [0, 1]), HOT colormap."""
     import cv2
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
@@ -85,7 +86,9 @@ def subject_figure(
     fig, axes = plt.subplots(1 + crows, ncols, figsize=(1.45 * ncols, 1.65 * (1 + crows)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    cells = [(0, j, lab) for j, lab in enumerate(basic)] + [(1 + k // ncols, k % ncols, lab) for k, lab in enumerate(comp)]
+    cells = [(0, j, lab) for j, lab in enumerate(basic)] + [
+        (1 + k // ncols, k % ncols, lab) for k, lab in enumerate(comp)
+    ]
     for r, c, lab in cells:
         ax = axes[r, c]
         if lab in images and lab in cams:
@@ -107,7 +110,8 @@ def mean_cam_grid(
     ncols: int = 7,
     title: str | None = None,
 ) -> list[Path]:
-    """Mean CAM of each class in a grid, over ``background`` (one RGB image, or one per class: e.g. the class's mean face)."""
+    """Mean CAM of each class in a grid, over ``background`` (one RGB image, or one per class: e.g. the class's
+    mean face)."""
     plt = _plt()
     labels = list(means)
     ncols = min(ncols, max(1, len(labels)))
@@ -157,7 +161,9 @@ def relationship_heatmap(
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=5.5, color="black"
                         if m[i, j] > np.nanmean(m) else "white")
-    ax.set_title(title or f"compound vs basic mean-CAM similarity ({measure}); boxes: components, dot: best", fontsize=8)
+    ax.set_title(
+        title or f"compound vs basic mean-CAM similarity ({measure}); boxes: components, dot: best", fontsize=8
+    )
     return save_figure(fig, path)
 
 

@@ -20,11 +20,10 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
-
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
 
 from compound_fer.training.predict import predict as argmax_predict
 
@@ -298,7 +297,9 @@ def compute_cams(
         raise ValueError(f"need one target per image: {len(targets)} targets for {len(images)} images")
     out = np.empty((len(images), *images.shape[-2:]), dtype=np.float32)
     with CAMExplainer(model=model, method=method, target_layer=target_layer, class_order=class_order) as cam:
-        for sl in _batches(len(images), batch_size, desc=f"{getattr(method, '__name__', method)} CAMs", progress=progress):
+        for sl in _batches(
+            len(images), batch_size, desc=f"{getattr(method, '__name__', method)} CAMs", progress=progress
+        ):
             out[sl] = cam(images[sl], targets[sl])
     return out
 

@@ -15,8 +15,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from compound_fer import taxonomy
-from compound_fer.explain.regions import (Expected, expected_region_masks, float_or_none, pointing_game, region_attention,
-                                          region_shares, region_specificity)
+from compound_fer.explain.regions import (
+    Expected,
+    expected_region_masks,
+    float_or_none,
+    pointing_game,
+    region_attention,
+    region_shares,
+    region_specificity,
+)
 
 __all__ = [
     "ClassCAMs",

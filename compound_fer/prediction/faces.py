@@ -265,5 +265,7 @@ def find_faces(items: Sequence[Any], settings: Preprocessing, *, roots: Sequence
             faces.reason[i] = f"no face: {exc}"
         except DataError as exc:  # read_image names the file: the row already does
             msg, prefix = str(exc), f"{item}: "
-            faces.reason[i] = msg[len(prefix):] if isinstance(item, (str, os.PathLike)) and msg.startswith(prefix) else msg
+            faces.reason[i] = (
+                msg[len(prefix) :] if isinstance(item, (str, os.PathLike)) and msg.startswith(prefix) else msg
+            )
     return faces

@@ -16,8 +16,7 @@ from compound_fer.runner.basic import basic_labels, build_basic_model, train_bas
 from compound_fer.runner.continual import OrderJob, RunFiles, make_evaluator, run_continual
 from compound_fer.runner.dataset import Splits, load_dataset, make_splits
 from compound_fer.runner.plan import MethodPlan, RunPlan, effective_config, resolve_plan
-from compound_fer.runner.protocol import (read_row, remove_stale_temp_files, run_fewshot_phase, run_plan,
-                                          run_protocol)
+from compound_fer.runner.protocol import read_row, remove_stale_temp_files, run_fewshot_phase, run_plan, run_protocol
 from compound_fer.seeding import seed_everything
 
 __all__ = ["Inputs", "MethodPlan", "OrderJob", "RunFiles", "RunPlan", "Splits", "basic_labels", "build_basic_model",

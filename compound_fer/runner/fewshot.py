@@ -110,7 +110,8 @@ def _episode_benchmark(basic_model: nn.Module, episode: Episode, *, train: FaceS
     if head_out is not None and head_out != n_basic:
         raise ConfigError(
             f"few-shot: the basic model has {head_out} outputs but the episode has {n_basic} basic classes "
-            f"({', '.join(bench.names[:n_basic])}); use the model of the basic phase (include_neutral={include_neutral})"
+            f"({', '.join(bench.names[:n_basic])}); use the model of the basic phase "
+            f"(include_neutral={include_neutral})"
         )
     return bench
 

@@ -57,8 +57,8 @@ def fuse_geometry(cfg: ProtocolConfig, model: nn.Module, splits: Splits, inputs:
                   progress: bool = True) -> tuple[Inputs, dict]:
     """Attach geometry to ``model`` (in place), train its new head on the basic classes; returns the packed
     inputs and an info dict (validation and test accuracy of the fused basic model, missing landmarks)."""
-    from compound_fer.training.basic import accuracy, train_basic
     from compound_fer.features import PickView
+    from compound_fer.training.basic import accuracy, train_basic
 
     if not inputs.cached:
         raise ConfigError("model.geometry: landmarks needs cache_trunk: true (the fused head trains on cached maps)")

@@ -28,8 +28,8 @@ from compound_fer.runner.basic import basic_labels, build_basic_model, train_bas
 from compound_fer.runner.checks import check_splits
 from compound_fer.runner.continual import OrderJob, RunFiles, run_continual
 from compound_fer.runner.dataset import Splits, load_dataset, make_splits
-from compound_fer.runner.geometry import fuse_geometry
 from compound_fer.runner.fewshot import run_fewshot_phase
+from compound_fer.runner.geometry import fuse_geometry
 from compound_fer.runner.plan import RunPlan, resolve_plan
 from compound_fer.runner.rows import read_row, remove_stale_temp_files
 from compound_fer.seeding import seed_everything

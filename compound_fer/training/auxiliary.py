@@ -48,7 +48,9 @@ class AuxiliaryTargets(nn.Module):
     """Geometry and AU heads over ``in_features``-wide embeddings, with the targets of ``faces`` (the
     training rows the basic loop indexes). A weight of 0 (or no landmarks / no AUs) drops that head."""
 
-    def __init__(self, *, in_features: int, faces: FaceSet, geometry_weight: float = 0.0, au_weight: float = 0.0) -> None:
+    def __init__(
+        self, *, in_features: int, faces: FaceSet, geometry_weight: float = 0.0, au_weight: float = 0.0
+    ) -> None:
         super().__init__()
         self.geometry_weight = float(geometry_weight) if faces.landmarks is not None else 0.0
         self.au_weight = float(au_weight)

@@ -13,7 +13,7 @@ from typing import Any, Literal, Sequence
 import torch
 from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ClassBalancedBuffer, HerdingSelectionStrategy, ParametricBuffer
-from avalanche.training.supervised import EWC, GDumb, ICaRL, LwF, Cumulative, Naive
+from avalanche.training.supervised import EWC, Cumulative, GDumb, ICaRL, LwF, Naive
 from pydantic import Field
 from torch import nn
 
@@ -154,7 +154,9 @@ def build_herding(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugi
     return Naive(model=model, **kw)
 
 
-@register("gdumb", summary="GDumb (Prabhu et al. 2020): retrain from scratch on a class-balanced buffer", uses_memory=True)
+@register(
+    "gdumb", summary="GDumb (Prabhu et al. 2020): retrain from scratch on a class-balanced buffer", uses_memory=True
+)
 def build_gdumb(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """GDumb: a greedy class-balanced buffer of ``mem_size`` images; the model is reset to its initial
     weights and trained on the buffer only at each step. It replaces ``strategy.model``: evaluate that."""

@@ -38,8 +38,21 @@ log = logging.getLogger(__name__)
 Correction = Literal["weight_aligning", "bic", "balanced_finetune", "logit_adjustment"]
 CORRECTIONS: tuple[str, ...] = ("weight_aligning", "bic", "balanced_finetune", "logit_adjustment")
 
-__all__ = ["BalancedFinetunePlugin", "BiCPlugin", "BiasCorrectionPlugin", "CORRECTIONS", "Correction", "LogitAdjustmentPlugin",
-           "WeightAligningPlugin", "bias_history", "bias_plugins", "plugins_for", "class_indices", "fold_affine", "head_linear"]
+__all__ = [
+    "BalancedFinetunePlugin",
+    "BiCPlugin",
+    "BiasCorrectionPlugin",
+    "CORRECTIONS",
+    "Correction",
+    "LogitAdjustmentPlugin",
+    "WeightAligningPlugin",
+    "bias_history",
+    "bias_plugins",
+    "plugins_for",
+    "class_indices",
+    "fold_affine",
+    "head_linear",
+]
 
 
 def head_linear(model: nn.Module) -> nn.Linear:
@@ -204,7 +217,9 @@ class BiCPlugin(BiasCorrectionPlugin):
         return {"alpha": round(alpha, 4), "beta": round(beta, 4), "held_out": int(len(y))}
 
 
-def fit_bias_layer(logits: Tensor, targets: Tensor, *, new: Sequence[int], iterations: int = 200) -> tuple[float, float]:
+def fit_bias_layer(
+    logits: Tensor, targets: Tensor, *, new: Sequence[int], iterations: int = 200
+) -> tuple[float, float]:
     """BiC's two scalars: ``alpha, beta`` minimising CE(z with z[new] -> alpha * z[new] + beta, y)."""
     params = torch.tensor([1.0, 0.0], requires_grad=True)
     mask = torch.zeros(logits.shape[1], dtype=torch.bool)

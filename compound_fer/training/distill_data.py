@@ -10,7 +10,8 @@ one to two orders of magnitude cheaper on a CPU, which is all we have.
 fresh randomly initialised ConvNet (conv-instance norm-ReLU-avgpool blocks) embeds a real batch and the
 synthetic images of each class; the loss is the squared distance between the per-class mean embeddings;
 gradient steps on the pixels. **Our simplifications:** Adam on the pixels with a step of ``lr`` times the
-data's standard deviation (DM uses SGD, lr 1, momentum 0.5, tuned for standardised CIFAR pixels), no differentiable Siamese augmentation
+data's standard deviation (DM uses SGD, lr 1, momentum 0.5, tuned for standardised CIFAR pixels), no
+differentiable Siamese augmentation
 (DSA), fewer iterations by default (CPU), pixels clamped to the data's range after each step.
 """
 
@@ -103,7 +104,9 @@ def distribution_matching(
     return syn.detach(), syn_labels
 
 
-def random_real(images: torch.Tensor, labels: torch.Tensor, *, ipc: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_real(
+    images: torch.Tensor, labels: torch.Tensor, *, ipc: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The baseline distillation must beat: ``ipc`` random real images per class."""
     labels = torch.as_tensor(labels).long()
     classes = sorted(int(c) for c in torch.unique(labels))

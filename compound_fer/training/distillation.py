@@ -16,9 +16,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from avalanche.training.plugins import SupervisedPlugin
+from torch import Tensor, nn
 
 from compound_fer.errors import ConfigError
 
@@ -171,4 +170,12 @@ def _active_units(model: nn.Module) -> Tensor | None:
     return units if isinstance(units, Tensor) else None
 
 
-__all__ = ["DistillationPlugin", "distillation_loss", "feature_distillation", "freeze", "kd_gamma", "soft_cross_entropy", "soft_targets"]
+__all__ = [
+    "DistillationPlugin",
+    "distillation_loss",
+    "feature_distillation",
+    "freeze",
+    "kd_gamma",
+    "soft_cross_entropy",
+    "soft_targets",
+]

@@ -38,10 +38,10 @@ class KDOptions(KDConfig, MethodOptions):
     teacher: Any = Field(None, description="an already-trained teacher model (API only)")
 
 
-O = TypeVar("O", bound=MethodOptions)
+OptionsT = TypeVar("OptionsT", bound=MethodOptions)
 
 
-def validate_options(cls: type[O], values: Mapping[str, Any] | MethodOptions | None, *, where: str) -> O:
+def validate_options(cls: type[OptionsT], values: Mapping[str, Any] | MethodOptions | None, *, where: str) -> OptionsT:
     """``values`` as ``cls``: a ConfigError naming ``where`` and the key for an unknown or mistyped option."""
     if isinstance(values, cls):
         return values
@@ -94,7 +94,7 @@ class StrategyArgs:
         """The per-class memory m of ``mem_size`` over ``num_classes_total`` classes."""
         return per_class_quota(self.mem_size, self.num_classes_total)
 
-    def options_as(self, cls: type[O]) -> O:
+    def options_as(self, cls: type[OptionsT]) -> OptionsT:
         """The method's options as ``cls`` (validated when given as a mapping)."""
         return validate_options(cls, self.options, where=f"strategy options ({cls.__name__})")
 

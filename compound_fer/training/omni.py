@@ -134,7 +134,9 @@ class Mined:
 
 
 @torch.no_grad()
-def embed(extract: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+def embed(
+    extract: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, batch_size: int = 256
+) -> torch.Tensor:
     """L2-normalised features of ``images`` by ``extract``, in batches."""
     out = [F.normalize(extract(images[i:i + batch_size]).flatten(1).float(), dim=1)
            for i in range(0, len(images), batch_size)]

@@ -148,8 +148,18 @@ class PathNetStrategy(SupervisedTemplate):
     becomes a mutated copy of the winner's. At the end of the experience the fittest path is frozen.
     """
 
-    def __init__(self, *, model: PathNet, args: StrategyArgs, population: int = 8, tournament_steps: int = 5,
-                 train_trunk_first: bool = True, basic_epochs: int | None = None, plugins: Sequence[Any] = (), evaluator: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: PathNet,
+        args: StrategyArgs,
+        population: int = 8,
+        tournament_steps: int = 5,
+        train_trunk_first: bool = True,
+        basic_epochs: int | None = None,
+        plugins: Sequence[Any] = (),
+        evaluator: Any = None,
+    ) -> None:
         if not isinstance(model, PathNet):
             raise ConfigError("PathNetStrategy needs a PathNet model (wrap your backbone: PathNet(backbone=...))")
         if population < 2 or tournament_steps < 1:

@@ -16,12 +16,11 @@ from collections import defaultdict
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
-
 from avalanche.benchmarks.utils import concat_datasets
 from avalanche.training.plugins import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer, ExemplarsSelectionStrategy
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from compound_fer.errors import ConfigError
 from compound_fer.memory import memory_budget

@@ -13,8 +13,15 @@ from typing import Any, Mapping, Sequence
 
 from compound_fer.errors import ConfigError
 from compound_fer.training import baselines, omni, pathnet, prototypes, purified, strategies  # noqa: F401 - fill it
-from compound_fer.training.entry import (Builder, Entry, MethodOptions, StrategyArgs, register, registered,
-                                         validate_options)
+from compound_fer.training.entry import (
+    Builder,
+    Entry,
+    MethodOptions,
+    StrategyArgs,
+    register,
+    registered,
+    validate_options,
+)
 
 __all__ = ["Builder", "Entry", "StrategyArgs", "available", "entry_of", "make_strategy", "register",
            "validate_options"]

@@ -188,14 +188,18 @@ def build_kdpsmr(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None,
 
 @register("kd", summary="Ablation: KD from the frozen basic model, no replay", uses_memory=False,
           options=KDOnlyOptions)
-def build_kd_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> KDOnly:
+def build_kd_only(
+    *, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()
+) -> KDOnly:
     """Registry builder for :class:`KDOnly`."""
     return _build(KDOnly, KDOnlyOptions, model=model, args=args, evaluator=evaluator, plugins=plugins)
 
 
 @register("psmr", summary="Ablation: Predictive Sorting Memory Replay, no KD", uses_memory=True,
           caps_new_class=True, options=PSMROnlyOptions)
-def build_psmr_only(*, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> PSMROnly:
+def build_psmr_only(
+    *, model: nn.Module, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()
+) -> PSMROnly:
     """Registry builder for :class:`PSMROnly`."""
     return _build(PSMROnly, PSMROnlyOptions, model=model, args=args, evaluator=evaluator, plugins=plugins)
 

@@ -237,10 +237,10 @@ def _with_flags(err: CompoundFERError, args: argparse.Namespace) -> CompoundFERE
 def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, methods: list[str] | None = None) -> int:
     """Turn the command line into config overrides, resolve the run's plan (every check, once), run it and
     print its tables."""
+    cfg, over = _overrides_from_args(args, dict(overrides or {}), methods)  # light: refused options import no torch
     from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
     from compound_fer.runner import resolve_plan, run_plan
 
-    cfg, over = _overrides_from_args(args, dict(overrides or {}), methods)
     try:
         plan = resolve_plan(cfg, over)
     except CompoundFERError as err:

@@ -95,6 +95,6 @@ def fewshot_table(results: Iterable[FewShotResult | Mapping[str, Any]]) -> list[
     for (compound, shots), members in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0] != "all", kv[0][0])):
         row: dict[str, Any] = {"compound": compound, "shots": shots, "n": len(members)}
         for key in _SCORES:
-            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([m[key] for m in members])
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([m.get(key, float("nan")) for m in members])
         out.append(row)
     return out

@@ -168,7 +168,7 @@ def _build(cls: type[KDPSMR], options: type[MethodOptions], *, model: nn.Module,
     """``cls`` from StrategyArgs and its options: the quota defaults to the args' per-class share of mem_size,
     the limit-mode memory to mem_size."""
     o = args.options_as(options)
-    opts = {k: getattr(o, k) for k in o.model_fields if getattr(o, k) is not None}
+    opts = {k: getattr(o, k) for k in options.model_fields if getattr(o, k) is not None}  # not a subclass's fields
     if cls.use_psmr:
         if o.quota is None and o.memory_fraction is None:
             opts["quota"] = args.quota

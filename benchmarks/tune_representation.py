@@ -122,6 +122,16 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     # old/new bias correction (training/bias_correction.py), on the shipped config's levers
     "as shipped": {},
     "landmarks, as shipped": {"model": {"geometry": "landmarks"}},
+    **{f"bias: {b}": {"continual": {"bias_correction": b}}
+       for b in ("weight_aligning", "bic", "balanced_finetune", "logit_adjustment")},
+    "bias: bic + weight_aligning": {"continual": {"bias_correction": ["weight_aligning", "bic"]}},
+    **{f"fewshot bias: {b}": {"fewshot": {"bias_correction": b}}
+       for b in ("weight_aligning", "bic", "balanced_finetune", "logit_adjustment")},
+    **{f"fewshot bias: logit_adjustment tau {t}": {"fewshot": {"bias_correction": {"methods": ["logit_adjustment"],
+                                                                                   "tau": t}}}
+       for t in (0.5, 1.5, 2.0)},
+    "fewshot bias: logit_adjustment + weight_aligning": {
+        "fewshot": {"bias_correction": ["logit_adjustment", "weight_aligning"]}},
     "landmarks x0.5 + component init": {
         "model": {"geometry": "landmarks", "geometry_weight": 0.5},
         "continual": {"component_init": True, "trainable": "tail_head"}},

@@ -207,6 +207,21 @@ class ContinualPhase(_Section):
         return tuple(m.lower() for m in v)  # empty: no continual phase (e.g. `compound-fer fewshot`)
 
 
+class EpisodesConfig(_Section):
+    """N-way K-shot episodes over the compound classes of the scored subjects (runner/episodes.py)."""
+
+    enabled: bool = False
+    ways: int = Field(5, ge=2)
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = Field(15, ge=1)
+    count: int = Field(600, ge=1)
+    seed: int = 0
+    learners: tuple[Literal["ncm", "component_finetune", "kept"], ...] = ("ncm", "component_finetune", "kept")
+    steps: int = Field(50, ge=1)  # full-batch Adam steps of the fine-tuned learners
+    lr: float = Field(1e-3, gt=0.0)
+    tau: float = Field(1.0, ge=0.0)  # kept learner: logit adjustment
+
+
 class FewShotPhase(_Section):
     """The reference's few-shot protocol: 7-way models from the basic model, n shots of one compound."""
 
@@ -222,6 +237,7 @@ class FewShotPhase(_Section):
     component_init: bool = True  # kept mode: the new output starts from its basic components
     prototypes: Literal["none", "imprint", "ncm"] = "none"  # kept mode: as continual.prototypes
     bias_correction: BiasCorrection = BiasCorrection()  # kept mode: as continual.bias_correction
+    episodes: EpisodesConfig = EpisodesConfig()  # N-way K-shot episodes (the field's protocol), beside the above
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 
     @field_validator("shots")

@@ -22,6 +22,7 @@ from compound_fer.errors import ConfigError, DataError
 from compound_fer.evaluation.rows import BasicRow, FewShotRow, Row, row_from_dict
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
+from compound_fer.run_lock import locked
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
 from compound_fer.runner.checks import check_paths, check_splits
 from compound_fer.runner.continual import run_continual
@@ -210,9 +211,29 @@ def _seed_stage(cfg: ProtocolConfig, faces, test_faces, *, seed: int, out_dir: P
     if cfg.fewshot.enabled:
         rows += run_fewshot_phase(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                   out_dir=out_dir, resume=resume, progress=progress)
+    if cfg.fewshot.enabled and cfg.fewshot.episodes.enabled:
+        rows += _episode_stage(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
+                               out_dir=out_dir, resume=resume, progress=progress)
     return rows
 
 
+def _episode_stage(cfg: ProtocolConfig, *, basic_model, splits, inputs, seed: int, out_dir: Path, resume: bool,
+                   progress: bool) -> list[Row]:
+    """N-way K-shot episodes (runner/episodes.py), one row file per learner and K (kept on resume)."""
+    from compound_fer.runner.episodes import run_episodes
+
+    spec = cfg.fewshot.episodes
+    paths = [out_dir / "rows" / f"episodes_seed{seed}_{name}_{k}shot.json" for k in spec.shots for name in spec.learners]
+    done = [read_row(p) for p in paths] if resume else []
+    if done and all(d is not None for d in done):
+        return [row_from_dict(d) for d in done]
+    rows = run_episodes(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, progress=progress)
+    for path, row in zip(paths, rows):
+        write_json(path, row.to_dict())
+    return list(rows)
+
+
+@locked  # <out>/.lock: one run at a time per folder (compound_fer.run_lock)
 def run_protocol(
     cfg: ProtocolConfig,
     *,

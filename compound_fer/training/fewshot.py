@@ -118,13 +118,9 @@ def run_fewshot(
 
     ``basic_model`` outputs the basic classes in taxonomy order (6, or 7 with neutral first), as the
     basic phase trains it. ``inputs`` (its ``train`` / ``test`` rows match ``train`` / ``test``) replace
-    the images, e.g. cached trunk maps (:class:`~compound_fer.inputs.Inputs` then wraps the model to its
-    tail + head and picks the views). ``kd`` (a KDConfig or a
-    mapping) overrides ``temperature``, ``gamma0`` and ``teacher_padding``; the few-shot step is
-    continual step i = 0, so the KD weight is ``gamma0`` (0.1). ``trainable`` is the FERModel policy
-    (reference: conv5 + head = ``"tail_head"``); ``None`` leaves the model's flags as they are.
-    Default ``epochs``/``lr`` are ours: the reference used Adam 1e-5 with early stopping on the fold it
-    reports, which we do not copy.
+    the images, e.g. cached trunk maps. ``kd`` (a KDConfig or a mapping) overrides ``temperature``,
+    ``gamma0`` and ``teacher_padding`` (the KD weight is ``gamma0``: step i = 0). ``trainable`` is the
+    FERModel policy (reference: ``"tail_head"``); ``None`` leaves the model's flags as they are.
 
     ``mode="kept"`` keeps the basic classes: KD+PSMR (a PSMR memory of ``quota`` basic faces per class
     replayed with the shots, KD from the basic model) and, with ``component_init``, the new output

@@ -23,7 +23,6 @@ from compound_fer.evaluation.rows import BasicRow, FewShotRow, Row, row_from_dic
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
 from compound_fer.run_lock import locked
-from compound_fer.run_lock import locked
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
 from compound_fer.runner.checks import check_paths, check_splits
 from compound_fer.runner.continual import run_continual
@@ -234,7 +233,6 @@ def _episode_stage(cfg: ProtocolConfig, *, basic_model, splits, inputs, seed: in
     return list(rows)
 
 
-@locked  # <out>/.lock: one run at a time per folder (compound_fer.run_lock)
 @locked  # <out>/.lock: one run at a time per folder (compound_fer.run_lock)
 def run_protocol(
     cfg: ProtocolConfig,

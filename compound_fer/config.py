@@ -129,6 +129,7 @@ class BiasCorrection(_Section):
     holdout: float = Field(0.2, gt=0.0, lt=1.0)  # bic: share of each class's step images held out
     epochs: int = Field(30, ge=1)  # balanced_finetune: full-batch steps on the head's last Linear
     lr: float = Field(1e-3, gt=0.0)  # balanced_finetune: Adam learning rate
+    applies_to: tuple[str, ...] = ()  # continual methods it corrects (empty: every method of the run)
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +146,10 @@ class BiasCorrection(_Section):
     def label(self) -> str:
         """What the results rows say: ``none`` or the corrections joined by ``+``."""
         return "+".join(self.methods) or "none"
+
+    def for_method(self, method: str) -> "BiasCorrection":
+        """This correction if it applies to ``method``, else none."""
+        return self if not self.applies_to or method in self.applies_to else BiasCorrection()
 
 
 class ContinualPhase(_Section):

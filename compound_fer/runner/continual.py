@@ -143,7 +143,8 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
         from compound_fer.training.prototypes import PrototypePlugin
 
         plugins.append(PrototypePlugin(mode=cfg.continual.prototypes, device=cfg.device))
-    plugins.extend(plugins_for(cfg.continual.bias_correction, seed=seed))
+    bias = cfg.continual.bias_correction.for_method(method)
+    plugins.extend(plugins_for(bias, seed=seed))
     strategy = make_strategy(
         method, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
@@ -156,7 +157,7 @@ def build(cfg: ProtocolConfig, *, method: str, order_index: int, order: Sequence
         strategy=strategy, evaluator=evaluator, bench=bench, memory_total=mem_total, quota=quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
         record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
-        bias=cfg.continual.bias_correction.label,
+        bias=bias.label,
     )
 
 

@@ -122,6 +122,18 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     # old/new bias correction (training/bias_correction.py), on the shipped config's levers
     "as shipped": {},
     "landmarks, as shipped": {"model": {"geometry": "landmarks"}},
+    **{f"bias: {b}": {"continual": {"bias_correction": b}}
+       for b in ("weight_aligning", "bic", "balanced_finetune", "logit_adjustment")},
+    "bias: bic + weight_aligning": {"continual": {"bias_correction": ["weight_aligning", "bic"]}},
+    **{f"fewshot bias: {b}": {"fewshot": {"bias_correction": b}}
+       for b in ("weight_aligning", "bic", "balanced_finetune", "logit_adjustment")},
+    **{f"fewshot bias: logit_adjustment tau {t}": {"fewshot": {"bias_correction": {"methods": ["logit_adjustment"],
+                                                                                   "tau": t}}}
+       for t in (0.5, 1.5, 2.0)},
+    **{f"episodes steps {n} lr {lr}": {"fewshot": {"episodes": {"enabled": True, "steps": n, "lr": lr}}}
+       for n, lr in ((50, 1e-3), (100, 1e-2), (25, 1e-2))},
+    "fewshot bias: logit_adjustment + weight_aligning": {
+        "fewshot": {"bias_correction": ["logit_adjustment", "weight_aligning"]}},
     "landmarks x0.5 + component init": {
         "model": {"geometry": "landmarks", "geometry_weight": 0.5},
         "continual": {"component_init": True, "trainable": "tail_head"}},
@@ -144,10 +156,14 @@ def _summary(rows: list[dict]) -> dict:
                 out["geometry_basic_val_accuracy"] = r["geometry"]["test_accuracy"]
         elif r["kind"] == "fewshot":
             key = f"fewshot {(r.get('settings') or {}).get('mode', 'reference')} {r['shots']} shot"
-            m = out.setdefault(key, {"seven_way": [], "new_class_recall": [], "basic_after": [], "basic_before": []})
+            m = out.setdefault(key, {"seven_way": [], "new_class_recall": [], "basic_after": [], "basic_before": [],
+                                     "harmonic_mean": []})
             for k, v in (("seven_way", "seven_way_accuracy"), ("new_class_recall", "new_class_recall"),
                          ("basic_after", "basic_accuracy"), ("basic_before", "basic_accuracy_before")):
                 m[k].append(r[v])
+        elif r["kind"] == "episodes":
+            out[f"episodes {r['learner']} {r['ways']}-way {r['shots']}-shot"] = {
+                "accuracy": round(r["accuracy_mean"], 4), "ci95": round(r["accuracy_ci95"], 4)}
         elif r["kind"] == "continual":
             m = out.setdefault(r["method"], {"overall": [], "final": [], "retention": [], "zero_shot_recall": []})
             m["overall"].append(r["overall_accuracy"])
@@ -156,8 +172,12 @@ def _summary(rows: list[dict]) -> dict:
             zs = [z["new_class_recall"] for z in (r.get("zero_shot") or []) if z["new_class_recall"] is not None]
             if zs:
                 m["zero_shot_recall"].append(float(np.mean(zs)))
+    for k, m in out.items():  # the generalised few-shot score: harmonic mean of the mean recall and basic accuracy
+        if k.startswith("fewshot") and m["new_class_recall"] and m["basic_after"]:
+            rec, bas = float(np.mean(m["new_class_recall"])), float(np.mean(m["basic_after"]))
+            m["harmonic_mean"] = [2 * rec * bas / (rec + bas) if rec + bas else 0.0]
     for k, m in out.items():
-        if isinstance(m, dict):
+        if isinstance(m, dict) and not k.startswith("episodes"):
             out[k] = {key: (round(float(np.mean(v)), 4) if v else None) for key, v in m.items()}
     return out
 
@@ -177,6 +197,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     ap.add_argument("--fewshot", default="", help="shots of kept few-shot episodes to score too, e.g. 1,5 "
                     "(--methods '' for few-shot only)")
+    ap.add_argument("--keep", action="store_true", help="continue a variant's run folder (its completed rows kept)")
+    ap.add_argument("--episodes", action="store_true", help="score N-way K-shot episodes (with --methods '')")
     ap.add_argument("--basic-from", default=None, help="a models/ folder whose basic model every variant reuses "
                     "(it must come from the same basic settings)")
     args = ap.parse_args()
@@ -191,6 +213,8 @@ def main() -> int:
     )
     shots = [int(n) for n in args.fewshot.split(",") if n]
     fewshot = {"enabled": True, "shots": shots, "repeats": 1, "mode": "kept"} if shots else {"enabled": False}
+    if args.episodes:  # N-way K-shot episodes only (the variants set their learners' settings)
+        fewshot = {"enabled": True, "shots": [], "episodes": {"enabled": True}}
     base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": fewshot, "seeds": [args.seed],
                          "data": {"image_size": args.image_size},
                          "continual": {"methods": [m for m in args.methods.split(",") if m], "orders": args.orders},
@@ -202,11 +226,12 @@ def main() -> int:
     for name in args.variants.split(";"):
         cfg = parse_config(_merge(base, VARIANTS[name]), source=f"variant {name!r}")
         out = work / "".join(ch if ch.isalnum() else "_" for ch in name)
-        shutil.rmtree(out, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
         # a variant that changes the basic phase or its inputs trains its own basic model
         own_basic = ("basic" in VARIANTS[name] or "data" in VARIANTS[name]) and not args.basic_from
         if (shared / "models").is_dir() and not own_basic:  # the shared basic model: variants differ after it
-            shutil.copytree(shared / "models", out / "models")
+            shutil.copytree(shared / "models", out / "models", dirs_exist_ok=True)
         t0 = time.perf_counter()
         rows = run_protocol(cfg, out_dir=out, data_path=args.data, resume=True, progress=False)
         if not (shared / "models").is_dir() and not own_basic:

@@ -135,6 +135,7 @@ class BiasCorrection(_Section):
     holdout: float = Field(0.2, gt=0.0, lt=1.0)  # bic: share of each class's step images held out
     epochs: int = Field(30, ge=1)  # balanced_finetune: full-batch steps on the head's last Linear
     lr: float = Field(1e-3, gt=0.0)  # balanced_finetune: Adam learning rate
+    applies_to: tuple[str, ...] = ()  # continual methods it corrects (empty: every method of the run)
 
     @model_validator(mode="before")
     @classmethod
@@ -151,6 +152,10 @@ class BiasCorrection(_Section):
     def label(self) -> str:
         """What the results rows say: ``none`` or the corrections joined by ``+``."""
         return "+".join(self.methods) or "none"
+
+    def for_method(self, method: str) -> "BiasCorrection":
+        """This correction if it applies to ``method``, else none."""
+        return self if not self.applies_to or method in self.applies_to else BiasCorrection()
 
 
 class ContinualPhase(_Section):
@@ -201,6 +206,21 @@ class ContinualPhase(_Section):
         return tuple(m.lower() for m in v)  # empty: no continual phase (the few-shot phase alone)
 
 
+class EpisodesConfig(_Section):
+    """N-way K-shot episodes over the compound classes of the scored subjects (runner/episodes.py)."""
+
+    enabled: bool = False
+    ways: int = Field(5, ge=2)
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = Field(15, ge=1)
+    count: int = Field(600, ge=1)
+    seed: int = 0
+    learners: tuple[Literal["ncm", "component_finetune", "kept"], ...] = ("ncm", "component_finetune", "kept")
+    steps: int = Field(50, ge=1)  # full-batch Adam steps of the fine-tuned learners
+    lr: float = Field(1e-3, gt=0.0)
+    tau: float = Field(1.0, ge=0.0)  # kept learner: logit adjustment
+
+
 class FewShotPhase(_Section):
     """The reference's few-shot protocol: 7-way models from the basic model, n shots of one compound."""
 
@@ -216,6 +236,7 @@ class FewShotPhase(_Section):
     component_init: bool = True  # kept mode: the new output starts from its basic components
     prototypes: Literal["none", "imprint", "ncm"] = "none"  # kept mode: as continual.prototypes
     bias_correction: BiasCorrection = BiasCorrection()  # kept mode: as continual.bias_correction
+    episodes: EpisodesConfig = EpisodesConfig()  # N-way K-shot episodes (the field's protocol), beside the above
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 
     @field_validator("shots")

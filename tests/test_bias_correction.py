@@ -190,6 +190,9 @@ def test_unknown_corrections_and_bad_settings_are_refused():
     assert cfg.continual.bias_correction.label == "logit_adjustment+weight_aligning"
     assert cfg.fewshot.bias_correction.holdout == 0.3
     assert parse_config({"continual": {"bias_correction": "none"}}).continual.bias_correction.label == "none"
+    scoped = parse_config({"continual": {"bias_correction": {"methods": ["bic"], "applies_to": ["kdpsmr"]}}})
+    assert scoped.continual.bias_correction.for_method("kdpsmr").label == "bic"
+    assert scoped.continual.bias_correction.for_method("gdumb").label == "none"
 
 
 def _protocol(tmp_path, bias):

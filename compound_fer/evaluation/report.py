@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from compound_fer.evaluation.metrics import harmonic_mean
-from compound_fer.evaluation.rows import BasicRow, ContinualRow, FewShotRow, Row, as_rows
+from compound_fer.evaluation.rows import BasicRow, ContinualRow, EpisodeRow, FewShotRow, Row, as_rows
 from compound_fer.io import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,29 @@ def fewshot_summary(rows: Sequence[Row | dict]) -> list[dict]:
     return table
 
 
+def episodes_summary(rows: Sequence[Row | dict]) -> list[dict]:
+    """N-way K-shot table: per learner and K, mean accuracy over episodes and its 95% CI (mean over seeds)."""
+    by: dict[tuple[str, int, int], list[EpisodeRow]] = defaultdict(list)
+    for r in as_rows(rows):
+        if isinstance(r, EpisodeRow):
+            by[(r.learner, r.ways, r.shots)].append(r)
+    return [{"learner": learner, "ways": ways, "shots": shots, "seeds": len(rs), "episodes": rs[0].episodes,
+             "queries_per_class_mean": _mean(r.queries_per_class_mean for r in rs),
+             "accuracy_mean": _mean(r.accuracy_mean for r in rs), "accuracy_ci95": _mean(r.accuracy_ci95 for r in rs)}
+            for (learner, ways, shots), rs in sorted(by.items(), key=lambda kv: (kv[0][2], kv[0][0]))]
+
+
+def episodes_table(episodes: Sequence[dict]) -> str:
+    """The Markdown table of :func:`episodes_summary` (empty without episodes)."""
+    if not episodes:
+        return ""
+    out = ["### N-way K-shot episodes over compound classes (accuracy in %, mean +- 95% CI)\n",
+           "| learner | N-way | K-shot | episodes | queries per class | accuracy |", "|---|---|---|---|---|---|"]
+    out += [f"| {e['learner']} | {e['ways']} | {e['shots']} | {e['episodes']} | {e['queries_per_class_mean']:.1f} | "
+            f"{100 * e['accuracy_mean']:.2f} +- {100 * e['accuracy_ci95']:.2f} |" for e in episodes]
+    return "\n".join(out) + "\n\n"
+
+
 def _fmt(x: Any, pct: bool = True) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -185,11 +208,13 @@ def write_report(out_dir: str | Path, *, rows: Sequence[Row | dict], header: dic
     dicts = [r.to_dict() for r in rows]
     summary = summarize(rows)
     few = fewshot_summary(rows)
+    episodes = episodes_summary(rows)
     basic_rows = [r for r in rows if isinstance(r, BasicRow)]
-    write_json(out_dir / "results.json", {**header, "summary": summary, "fewshot": few, "rows": dicts})
+    write_json(out_dir / "results.json", {**header, "summary": summary, "fewshot": few,
+                                          **({"episodes": episodes} if episodes else {}), "rows": dicts})
     write_text(out_dir / "results.csv", _csv(dicts))
     md = f"## {header.get('config', 'run')}\n\n`{header.get('command')}` (commit {header.get('commit')})\n\n"
-    write_text(out_dir / "results.md", md + markdown_tables(summary, few, basic_rows))
+    write_text(out_dir / "results.md", md + markdown_tables(summary, few, basic_rows) + episodes_table(episodes))
     if figures and summary:
         plot_step_curves(rows, out_dir / "figures")
         plot_matrices(rows, out_dir / "figures")
@@ -200,7 +225,8 @@ def _row_key(r: dict) -> tuple:
     """What identifies a row: the same run written twice (results.json and rows/) counts once. A few-shot
     row's mode sits in its settings: the reference and kept episodes of one class and shot count are two rows."""
     mode = r.get("mode") or (r.get("settings") or {}).get("mode")
-    return (mode,) + tuple(r.get(k) for k in ("kind", "seed", "method", "order_index", "compound", "shots", "repeat"))
+    return (mode,) + tuple(r.get(k) for k in ("kind", "seed", "method", "order_index", "compound", "shots", "repeat",
+                                              "learner"))
 
 
 def merge_rows(*row_lists: Sequence[dict]) -> list[dict]:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Iterable, Mapping, Union
 
-__all__ = ["BasicRow", "ContinualRow", "FewShotRow", "Row", "as_row", "as_rows", "row_from_dict"]
+__all__ = ["BasicRow", "ContinualRow", "EpisodeRow", "FewShotRow", "Row", "as_row", "as_rows", "row_from_dict"]
 
 
 class _RowBase:
@@ -137,8 +137,28 @@ class FewShotRow(_RowBase):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Row = Union[BasicRow, ContinualRow, FewShotRow]
-_KINDS: dict[str, type] = {c.kind: c for c in (BasicRow, ContinualRow, FewShotRow)}
+@dataclass(kw_only=True)
+class EpisodeRow(_RowBase):
+    """One learner over N-way K-shot episodes (compound classes, scored subjects): mean accuracy and the
+    half-width of its 95% confidence interval."""
+
+    kind: ClassVar[str] = "episodes"
+    seed: int
+    learner: str
+    ways: int
+    shots: int
+    queries: int
+    accuracy_mean: float = math.nan
+    accuracy_ci95: float = math.nan
+    episodes: int = 0
+    queries_per_class_mean: float | None = None
+    seconds: float | None = None
+    settings: dict | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Row = Union[BasicRow, ContinualRow, FewShotRow, EpisodeRow]
+_KINDS: dict[str, type] = {c.kind: c for c in (BasicRow, ContinualRow, FewShotRow, EpisodeRow)}
 
 
 def row_from_dict(d: Mapping[str, Any]) -> Row:

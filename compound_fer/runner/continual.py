@@ -158,10 +158,10 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
     subjects = benchmark_subjects(bench, splits.train) if entry.needs_subjects else None
     evaluator = make_evaluator(cfg, log_dir)
     test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
+    bias = cfg.continual.bias_correction.for_method(job.method.name)
     own, prior = component_plugins(class_order=bench.class_order, probe=(inputs.test_x, test_y), device=cfg.device,
                                    rule=cfg.continual.component_rule if cfg.continual.component_init else "none",
-                                   prototypes=cfg.continual.prototypes, bias=cfg.continual.bias_correction,
-                                   seed=job.seed)
+                                   prototypes=cfg.continual.prototypes, bias=bias, seed=job.seed)
     strategy = make_strategy(
         job.method.name, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
@@ -174,7 +174,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
         net=net, strategy=strategy, evaluator=evaluator, bench=bench, memory_total=budget.total, quota=budget.quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
         record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
-        bias=cfg.continual.bias_correction.label,
+        bias=bias.label,
     )
 
 

@@ -24,10 +24,12 @@ from compound_fer.evaluation.report import load_rows, merge_rows, write_report
 from compound_fer.evaluation.rows import BasicRow, Row, row_from_dict
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
+from compound_fer.run_lock import locked
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
 from compound_fer.runner.checks import check_splits
 from compound_fer.runner.continual import OrderJob, RunFiles, run_continual
 from compound_fer.runner.dataset import Splits, load_dataset, make_splits
+from compound_fer.runner.episodes import run_episodes
 from compound_fer.runner.fewshot import run_fewshot_phase
 from compound_fer.runner.geometry import fuse_geometry
 from compound_fer.runner.plan import RunPlan, resolve_plan
@@ -113,9 +115,28 @@ def _seed_stage(plan: RunPlan, faces, test_faces, *, seed: int, out_dir: Path, r
     if cfg.fewshot.enabled:
         rows += run_fewshot_phase(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                   out_dir=out_dir, resume=resume, progress=progress)
+    if cfg.fewshot.enabled and cfg.fewshot.episodes.enabled:
+        rows += _episode_stage(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
+                               out_dir=out_dir, resume=resume, progress=progress)
     return rows
 
 
+def _episode_stage(cfg: ProtocolConfig, *, basic_model, splits, inputs, seed: int, out_dir: Path,  # noqa: ANN001
+                   resume: bool, progress: bool) -> list[Row]:
+    """N-way K-shot episodes (runner/episodes.py), one row file per learner and K (kept on resume)."""
+    spec = cfg.fewshot.episodes
+    paths = [out_dir / "rows" / f"episodes_seed{seed}_{name}_{k}shot.json"
+             for k in spec.shots for name in spec.learners]
+    done = [read_row(p) for p in paths] if resume else []
+    if done and all(d is not None for d in done):
+        return [row_from_dict(d) for d in done]
+    rows = run_episodes(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, progress=progress)
+    for path, row in zip(paths, rows):
+        write_json(path, row.to_dict())
+    return list(rows)
+
+
+@locked  # <out>/.lock: one run at a time per folder (compound_fer.run_lock)
 def run_plan(plan: RunPlan, *, out_dir: str | Path, resume: bool = False, overwrite: bool = False,
              progress: bool = True, command: str | None = None) -> list[dict]:
     """Run a resolved plan and write results (JSON, CSV, Markdown, figures) under ``out_dir``; returns the

@@ -1,0 +1,89 @@
+"""The N-way K-shot episode stage: the basic model's embedding of every face, then each learner on the
+same seeded episodes of compound classes drawn from the scored subjects (one row per learner and K)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from compound_fer import taxonomy
+from compound_fer.config import ProtocolConfig
+from compound_fer.evaluation.episodes import episode_accuracy, sample_episodes, summarise_episodes
+from compound_fer.evaluation.rows import EpisodeRow
+from compound_fer.inputs import Inputs
+from compound_fer.memory import memory_budget
+from compound_fer.runner.basic import basic_labels
+from compound_fer.runner.dataset import Splits
+from compound_fer.training.bias_correction import head_linear
+from compound_fer.training.episode_learners import BasicHead, learner
+
+log = logging.getLogger(__name__)
+
+__all__ = ["basic_head", "embed", "run_episodes"]
+
+
+@torch.no_grad()
+def embed(model: nn.Module, x: torch.Tensor, *, device: str = "cpu", batch_size: int = 256) -> torch.Tensor:
+    """``model.features`` of ``x`` (images or view-0 maps as ``model`` takes them), in eval mode."""
+    model.eval()
+    return torch.cat([model.features(x[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+def basic_head(cfg: ProtocolConfig, net: nn.Module, train_z: torch.Tensor, train_labels: np.ndarray, *,
+               quota: int) -> BasicHead:
+    """The basic head, the centre of the basic training embeddings and a PSMR memory of ``quota`` faces per
+    basic class (the highest true-class logits), with each compound's component rows."""
+    order = list(basic_labels(cfg))
+    layer = head_linear(net)
+    w, b = layer.weight.detach().float().cpu(), layer.bias.detach().float().cpu()
+    is_basic = np.isin(train_labels, order)
+    z, y = train_z[torch.from_numpy(is_basic)], torch.as_tensor([order.index(int(v)) for v in train_labels[is_basic]])
+    logits = z @ w.T + b
+    keep = []
+    for c in range(len(order)):
+        rows = torch.nonzero(y == c).flatten()
+        keep.append(rows[logits[rows, c].argsort(descending=True)[:quota]])
+    keep_t = torch.cat(keep)
+    comps = {taxonomy.label_of(cat.name): tuple(order.index(c) for c in taxonomy.component_labels(cat.name))
+             for cat in taxonomy.categories("compound")
+             if all(c in order for c in taxonomy.component_labels(cat.name))}
+    return BasicHead(weight=w, bias=b, centre=z.mean(0), memory_x=z[keep_t], memory_y=y[keep_t], components=comps)
+
+
+def run_episodes(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
+                 progress: bool = True) -> list[EpisodeRow]:
+    """Every learner of ``fewshot.episodes`` on the same episodes per K; one row each."""
+    spec = cfg.fewshot.episodes
+    net = inputs.wrap(copy.deepcopy(basic_model))
+    test_z = embed(net, inputs.test_x, device=cfg.device)
+    train_z = embed(net, inputs.one_view(inputs.train), device=cfg.device)
+    train_y, test_y = np.asarray(splits.train.labels), np.asarray(splits.test.labels)
+    n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
+    head = basic_head(cfg, net, train_z, train_y, quota=memory_budget(
+        memory_fraction=cfg.continual.memory_fraction, n_train_images=len(splits.train), n_classes_total=n_all).quota)
+    compounds = sorted(head.components)
+    rows = []
+    for shots in spec.shots:
+        episodes = sample_episodes(test_y, compounds, ways=spec.ways, shots=shots, queries=spec.queries,
+                                   count=spec.count, seed=spec.seed + 1000 * seed)
+        for name in spec.learners:
+            fit, t0, accs = learner(name), time.perf_counter(), []
+            for e in tqdm(episodes, desc=f"episodes {name} {shots}-shot", disable=not progress, leave=False):
+                pred = fit(head, test_z[e.support], torch.as_tensor(e.support_y), test_z[e.query], e.classes,
+                           steps=spec.steps, lr=spec.lr, tau=spec.tau)
+                accs.append(episode_accuracy(e.query_y, pred.numpy()))
+            rows.append(EpisodeRow(seed=seed, learner=name, ways=spec.ways, shots=shots, queries=spec.queries,
+                                   **summarise_episodes(accs, episodes), seconds=round(time.perf_counter() - t0, 2),
+                                   settings={"steps": spec.steps, "lr": spec.lr, "tau": spec.tau,
+                                             "episode_seed": spec.seed + 1000 * seed, "memory_per_class":
+                                             int(len(head.memory_y) / max(1, len(head.bias)))}))
+            log.info("episodes: %s %d-way %d-shot %.1f%% +- %.1f", name, spec.ways, shots,
+                     100 * rows[-1].accuracy_mean, 100 * rows[-1].accuracy_ci95)
+    return rows

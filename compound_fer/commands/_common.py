@@ -56,7 +56,8 @@ def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None,
     if continual:
         p.add_argument("--no-fewshot", action="store_true", help="skip the few-shot phase")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", help="torch threads per process (>= 1, at most the usable cores; overrides the config's threads)")
+    p.add_argument("--threads",
+                   help="torch threads per process (>= 1, at most the usable cores; overrides the config's threads)")
 
 
 def parse_int(text: str | None, option: str, *, minimum: int | None = None) -> int | None:

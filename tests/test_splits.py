@@ -167,7 +167,7 @@ def test_keep_subjects_nests_smaller_fractions_in_larger_ones():
     train = np.flatnonzero(subj >= 10)  # 30 training subjects
     kept = {f: keep_subjects(train, subj, fraction=f, seed=3) for f in (0.25, 0.5, 1.0)}
     ids = {f: set(subj[k].tolist()) for f, k in kept.items()}
-    assert [len(ids[f]) for f in (0.25, 0.5, 1.0)] == [8, 15, 30]  # round(0.25 x 30) = 8
+    assert [len(ids[f]) for f in (0.25, 0.5, 1.0)] == [8, 15, 30]  # 0.25 x 30 = 7.5: half up
     assert ids[0.25] < ids[0.5] < ids[1.0] == set(range(10, 40))
     assert np.array_equal(kept[1.0], train)
     assert set(kept[0.5].tolist()) <= set(train.tolist())
@@ -194,7 +194,7 @@ def test_train_subjects_fraction_leaves_validation_and_test_subjects_alone():
     for k in ("val", "test"):
         assert parts[0.25][k] == parts[0.5][k] == parts[1.0][k]
     assert len(parts[1.0]["train"]) == 65 and len(parts[1.0]["test"]) == 20 and len(parts[1.0]["val"]) == 15
-    assert [len(parts[f]["train"]) for f in (0.25, 0.5)] == [16, 32]  # round(0.25 x 65), round(0.5 x 65)
+    assert [len(parts[f]["train"]) for f in (0.25, 0.5)] == [16, 33]  # 0.25 x 65 = 16.25, 0.5 x 65 = 32.5: half up
     assert parts[0.25]["train"] < parts[0.5]["train"] < parts[1.0]["train"]
     assert parts[0.25]["info"]["train_subjects"] == 16 and parts[0.25]["info"]["train_subjects_fraction"] == 0.25
     assert "train_subjects_fraction" not in parts[1.0]["info"]

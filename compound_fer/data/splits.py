@@ -176,7 +176,7 @@ def keep_subjects(indices, subjects, *, fraction: float, seed: int = 0) -> np.nd
     if fraction == 1 or len(unique) == 0:
         return idx
     ranked = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5B1EC7]).permutation(unique)
-    kept = ranked[:max(1, int(round(fraction * len(unique))))]
+    kept = ranked[:max(1, int(np.floor(fraction * len(unique) + 0.5)))]  # half up: 32.5 -> 33
     return idx[np.isin(subj, kept)]
 
 

@@ -45,8 +45,11 @@ def takeaways(rows: list[dict]) -> list[str]:
         cells = [(name, r.get(k)) for k, name in FEWSHOT_COLUMNS.items() if k in r]
         lines.append(f"  few-shot {mode:9s} {r['shots']} shots: " + ", ".join(f"{k} {_pct(v)}" for k, v in cells))
     if table:
+        fixes = sorted({str(s.get("bias_correction")) for s in (r.get("settings") or {} for r in rows)
+                        if s.get("mode") == "kept" and s.get("bias_correction") not in (None, "none")})
         lines.append("  (reference: the paper's episode, shots only; kept: a KD+PSMR memory of basic faces keeps the "
-                     "basic classes; the harmonic mean needs both recall and basic accuracy)")
+                     "basic classes" + (f", with {' and '.join(fixes)}" if fixes else "")
+                     + "; the harmonic mean needs both recall and basic accuracy)")
     return lines
 
 

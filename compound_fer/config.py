@@ -66,11 +66,15 @@ class EvaluationConfig(_Section):
     fold: int = Field(0, ge=0)
     # validation: score the validation subjects instead of the test ones (tuning; strict mode only)
     scored: Literal["test", "validation"] = "test"
+    # a seeded share of the training subjects (strict only; val and test subjects unchanged): learning curves
+    train_subjects_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "EvaluationConfig":
         if self.fold >= self.folds:
             raise ValueError(f"evaluation.fold must be < evaluation.folds ({self.folds}), got {self.fold}")
+        if self.train_subjects_fraction < 1 and self.mode != "strict":
+            raise ValueError("evaluation.train_subjects_fraction < 1 needs evaluation.mode: strict")
         return self
 
 

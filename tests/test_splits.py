@@ -13,6 +13,7 @@ from compound_fer.data.faceset import FaceSet
 from compound_fer.data.splits import (
     class_orders,
     external_test,
+    keep_subjects,
     per_class_cap,
     reference_split,
     sample_shots,
@@ -159,3 +160,53 @@ def test_per_class_cap_keeps_at_most_cap_per_class():
     assert np.array_equal(keep, per_class_cap(lab, cap=5, seed=0))
     assert not np.array_equal(keep, per_class_cap(lab, cap=5, seed=1))
     assert len(np.unique(keep)) == len(keep)
+
+
+def test_keep_subjects_nests_smaller_fractions_in_larger_ones():
+    subj, _ = _cfee_like(n_subjects=40)
+    train = np.flatnonzero(subj >= 10)  # 30 training subjects
+    kept = {f: keep_subjects(train, subj, fraction=f, seed=3) for f in (0.25, 0.5, 1.0)}
+    ids = {f: set(subj[k].tolist()) for f, k in kept.items()}
+    assert [len(ids[f]) for f in (0.25, 0.5, 1.0)] == [8, 15, 30]  # 0.25 x 30 = 7.5: half up
+    assert ids[0.25] < ids[0.5] < ids[1.0] == set(range(10, 40))
+    assert np.array_equal(kept[1.0], train)
+    assert set(kept[0.5].tolist()) <= set(train.tolist())
+    assert sorted(kept[0.5].tolist()) == np.flatnonzero(np.isin(subj, list(ids[0.5]))).tolist()  # whole subjects
+    assert np.array_equal(keep_subjects(train, subj, fraction=0.5, seed=3), kept[0.5])
+    assert ids[0.5] != set(subj[keep_subjects(train, subj, fraction=0.5, seed=4)].tolist())
+    assert len(set(subj[keep_subjects(train, subj, fraction=0.01, seed=3)].tolist())) == 1  # at least one subject
+    with pytest.raises(ConfigError, match="fraction=0"):
+        keep_subjects(train, subj, fraction=0, seed=3)
+
+
+def test_train_subjects_fraction_leaves_validation_and_test_subjects_alone():
+    from compound_fer.config import parse_config
+    from compound_fer.runner.dataset import make_splits
+
+    subj, lab = _cfee_like(n_subjects=100, seed=2)
+    faces = _faces(subj, lab)
+    parts = {}
+    for f in (0.25, 0.5, 1.0):
+        cfg = parse_config({"evaluation": {"mode": "strict", "val_fraction": 0.15, "test_fraction": 0.2,
+                                           "train_subjects_fraction": f}})
+        sp = make_splits(cfg, faces, seed=5)
+        parts[f] = {k: set(getattr(sp, k).subjects.tolist()) for k in ("train", "val", "test")} | {"info": sp.info}
+    for k in ("val", "test"):
+        assert parts[0.25][k] == parts[0.5][k] == parts[1.0][k]
+    assert len(parts[1.0]["train"]) == 65 and len(parts[1.0]["test"]) == 20 and len(parts[1.0]["val"]) == 15
+    assert [len(parts[f]["train"]) for f in (0.25, 0.5)] == [16, 33]  # 0.25 x 65 = 16.25, 0.5 x 65 = 32.5: half up
+    assert parts[0.25]["train"] < parts[0.5]["train"] < parts[1.0]["train"]
+    assert parts[0.25]["info"]["train_subjects"] == 16 and parts[0.25]["info"]["train_subjects_fraction"] == 0.25
+    assert "train_subjects_fraction" not in parts[1.0]["info"]
+
+
+@pytest.mark.parametrize("evaluation, match", [
+    ({"train_subjects_fraction": 0.0}, "train_subjects_fraction"),
+    ({"train_subjects_fraction": 1.5}, "train_subjects_fraction"),
+    ({"mode": "reference", "train_subjects_fraction": 0.5}, "needs evaluation.mode: strict"),
+])
+def test_train_subjects_fraction_out_of_range_is_refused(evaluation, match):
+    from compound_fer.config import parse_config
+
+    with pytest.raises(ConfigError, match=match):
+        parse_config({"evaluation": evaluation})

@@ -24,6 +24,7 @@ __all__ = [
     "ExternalSplit",
     "subject_kfold",
     "split_by_subject",
+    "keep_subjects",
     "reference_split",
     "external_test",
     "sample_shots",
@@ -160,6 +161,23 @@ def split_by_subject(subjects, *, val: float = 0.15, test: float = 0.15, seed: i
         warnings.warn(f"split_by_subject: no subject-disjoint draw kept every class in every part ({detail})",
                       stacklevel=2)
     return Split(*best)
+
+
+def keep_subjects(indices, subjects, *, fraction: float, seed: int = 0) -> np.ndarray:
+    """The samples (sorted) among ``indices`` of a seeded ``fraction`` of their subjects, at least one subject.
+
+    One seeded ranking of the subjects decides, so a smaller fraction keeps a subset of a larger one's.
+    """
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"keep_subjects: fraction={fraction}; need 0 < fraction <= 1")
+    idx = np.sort(_as_array(indices, "indices").astype(np.int64))
+    subj = _as_array(subjects, "subjects")[idx]
+    unique = np.unique(subj)
+    if fraction == 1 or len(unique) == 0:
+        return idx
+    ranked = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5B1EC7]).permutation(unique)
+    kept = ranked[:max(1, int(np.floor(fraction * len(unique) + 0.5)))]  # half up: 32.5 -> 33
+    return idx[np.isin(subj, kept)]
 
 
 def reference_split(subjects, *, k: int = 10, fold: int = 0, seed: int = 0) -> Split:

@@ -14,7 +14,8 @@ import numpy as np
 
 from compound_fer import taxonomy
 
-__all__ = ["overlay", "save_figure", "subject_figure", "mean_cam_grid", "relationship_heatmap", "region_bars"]
+__all__ = ["overlay", "save_figure", "subject_figure", "panels_figure", "mean_cam_grid", "relationship_heatmap",
+           "region_bars"]
 
 
 def _plt():
@@ -99,6 +100,27 @@ def subject_figure(
     fig.text(0.005, 1 - 0.5 / (1 + crows), "basic", rotation=90, va="center", fontsize=8, color="tab:blue")
     if crows:
         fig.text(0.005, 0.5 * crows / (1 + crows), "compound", rotation=90, va="center", fontsize=8)
+    return save_figure(fig, path)
+
+
+def panels_figure(images: Sequence[np.ndarray], cams: Sequence[np.ndarray], path: str | Path, *,
+                  titles: Sequence[str], title: str | None = None) -> list[Path]:
+    """Faces side by side (top row) over their CAM overlays (bottom row), one column per face, e.g. a
+    compound beside its two basic components."""
+    plt = _plt()
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.5), squeeze=False)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=0.8)  # square cells: the rows touch, titles fit above
+    for j, (img, cam, name) in enumerate(zip(images, cams, titles)):
+        face = np.asarray(img)
+        face = np.transpose(face, (1, 2, 0)) if face.ndim == 3 and face.shape[0] == 3 and face.shape[-1] != 3 else face
+        axes[0, j].imshow(face)
+        axes[1, j].imshow(overlay(face, cam))
+        axes[0, j].set_title(name, fontsize=8)
+        for ax in axes[:, j]:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
 
 

@@ -52,17 +52,22 @@ class Splits:
 def split_indices(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, external: bool = False):
     """The config's split of ``faces`` for ``seed`` as index arrays (:class:`~compound_fer.data.splits.Split`):
     subject-disjoint train/val/test (strict), train/val only (``external``: another folder tests), or the
-    reference folds (test is val); ``evaluation.scored: validation`` scores the validation part."""
+    reference folds (test is val); ``evaluation.scored: validation`` scores the validation part;
+    ``evaluation.train_subjects_fraction`` < 1 (strict) keeps a seeded share of the training subjects."""
     from compound_fer.data import splits as sp
 
     subjects, labels = faces.subjects.numpy(), faces.labels.numpy()
     ev = cfg.evaluation
     if external:
-        return sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
-    if ev.mode == "strict":
+        s = sp.split_by_subject(subjects, val=ev.val_fraction, test=0.0, seed=seed, labels=labels)
+    elif ev.mode == "strict":
         s = sp.split_by_subject(subjects, val=ev.val_fraction, test=ev.test_fraction, seed=seed, labels=labels)
     else:
         s = sp.reference_split(subjects, k=ev.folds, fold=ev.fold, seed=seed)
+    if ev.train_subjects_fraction < 1:  # validation and test subjects unchanged (config: strict only)
+        s = sp.Split(sp.keep_subjects(s.train, subjects, fraction=ev.train_subjects_fraction, seed=seed), s.val, s.test)
+    if external:
+        return s
     return sp.Split(s.train, s.val, s.val) if ev.scored == "validation" else s
 
 
@@ -98,4 +103,6 @@ def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: F
         info["note"] = "reference quirk: the validation fold drives early stopping and is also the reported test"
     if ev.scored == "validation":  # tuning: the validation subjects are scored, the test subjects never touched
         info["scored"] = "validation"
+    if ev.train_subjects_fraction < 1:
+        info["train_subjects_fraction"] = ev.train_subjects_fraction
     return Splits(parts["train"], parts["val"], parts["test"], info)

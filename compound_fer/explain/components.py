@@ -90,7 +90,8 @@ def compound_components_figure(run_dir: str | Path, *, seed: int = 0, method: st
     images = faces.images[idx]
     cams, pred = _explain(basic, basic_meta, images[:2], parts, method)
     cam_c, pred_c = _explain(few, few_meta, images[2:], [taxonomy.label_of(compound)], method)
-    kind = f"few-shot model, {few_meta.get('method', 'fewshot').removeprefix('fewshot-')}, {few_meta.get('shots')} shots"
+    mode = few_meta.get("method", "fewshot").removeprefix("fewshot-")
+    kind = f"few-shot model, {mode}, {few_meta.get('shots')} shots"
     titles = [f"{taxonomy.name_of(c)}\nbasic model\npredicted {taxonomy.name_of(int(p))}" for c, p in zip(parts, pred)]
     titles.append(f"{compound}\n{kind}\npredicted {taxonomy.name_of(int(pred_c[0]))}")
     target = Path(out) if out is not None else run_dir / "figures" / "gradcam_compound_components"

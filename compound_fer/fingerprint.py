@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from compound_fer.data.index import walk_tree
 from compound_fer.errors import ConfigError
 from compound_fer.io import write_json
 
@@ -63,18 +64,8 @@ def data_digest(path: str | os.PathLike | None) -> dict[str, Any]:
         return {"path": str(root), "files": 0, "digest": None}
     h = hashlib.sha256()
     n = 0
-    seen = {os.path.realpath(root)}  # linked folders once each: a link loop is not walked round and round
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        keep = []
-        for d in sorted(d for d in dirnames if not d.startswith(".")):
-            real = os.path.realpath(os.path.join(dirpath, d))
-            if real not in seen:
-                seen.add(real)
-                keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
+    for dirpath, names in walk_tree(root):  # linked folders once each: a link loop is not walked round and round
+        for name in names:
             p = Path(dirpath) / name
             try:
                 size = p.stat().st_size

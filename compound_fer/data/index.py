@@ -10,7 +10,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -88,10 +88,9 @@ def check_root(root: str | os.PathLike) -> Path:
     return p
 
 
-def walk_files(root: Path) -> list[Path]:
-    """All files under root, recursively, hidden files and folders left out, sorted. Linked folders are
-    followed, each real folder once (a link loop, or two links to one folder, lists its files once)."""
-    out = []
+def walk_tree(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """(folder, its non-hidden file names sorted) for every folder under root, hidden folders left out.
+    Linked folders are followed, each real folder once (a link loop, or two links to one folder, once)."""
     seen = {os.path.realpath(root)}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         keep = []
@@ -101,8 +100,12 @@ def walk_files(root: Path) -> list[Path]:
                 seen.add(real)
                 keep.append(d)
         dirnames[:] = keep
-        out += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
-    return sorted(out)
+        yield dirpath, sorted(f for f in filenames if not f.startswith("."))
+
+
+def walk_files(root: Path) -> list[Path]:
+    """All files under root, recursively, hidden files and folders left out, sorted (see :func:`walk_tree`)."""
+    return sorted(Path(dirpath) / f for dirpath, names in walk_tree(root) for f in names)
 
 
 def flag_zero_bytes(files: Sequence[str], problems: SkipReport) -> None:

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     from compound_fer.data.cfee import read_cfee, scan_cfee
-    from compound_fer.data.faces import preprocess_faces, read_landmarks
+    from compound_fer.data.faces import CropOptions, preprocess_faces, read_landmarks
     from compound_fer.data.index import lookup_landmarks as lookup
     from compound_fer.io import provenance, write_json
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n} files under {args.root}", file=sys.stderr)
 
     t = time.perf_counter()
-    haar = preprocess_faces(files, None, method="haar", size=args.size, cache=False, progress=True)
+    haar = preprocess_faces(files, None, crop=CropOptions(image_size=args.size, method="haar"), cache=False,
+                            progress=True)
     t_haar = time.perf_counter() - t
     missed = [s.file for s in haar.skipped]
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if lms is not None:
         rows = [lookup(lms, f, index.root) for f in files]
         t = time.perf_counter()
-        land = preprocess_faces(files, rows, method="landmarks", size=args.size, cache=False, progress=True)
+        land = preprocess_faces(files, rows, crop=CropOptions(image_size=args.size, method="landmarks"),
+                                cache=False, progress=True)
         t_land = time.perf_counter() - t
 
     with tempfile.TemporaryDirectory() as cache_dir:

@@ -149,7 +149,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 MAX_PUBLIC_PARAMETERS = 12
 #: known longer signatures still to be grouped (issue 19: the crop options as one frozen object from DataConfig,
 #: a scenario's inputs as one Inputs, the basic loop's settings); the list only shrinks
-LONG_SIGNATURES_TO_GROUP = {"preprocess_faces", "build_faceset", "basic_to_compound", "train_basic"}
+LONG_SIGNATURES_TO_GROUP = {"basic_to_compound", "train_basic"}
 
 
 def layer_of(module: str) -> int:

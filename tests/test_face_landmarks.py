@@ -12,6 +12,7 @@ import torch
 from landmark_shapes import cfee_points
 
 from compound_fer.data import faces, landmarks
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.facecache import CACHE_VERSION
 from compound_fer.data.schemes import MEDIAPIPE468
 from compound_fer.errors import DataError
@@ -132,15 +133,15 @@ def write_images(tmp_path, n=3):
 def test_preprocess_caches_landmarks_and_reports_no_face(tmp_path, monkeypatch):
     files, lms = write_images(tmp_path)
     fake_detector(monkeypatch, mp468_from(lms[1]))
-    pre = faces.preprocess_faces(files, [lms[0], lms[1], None], size=64, cache_dir=tmp_path / "c", progress=False,
-                                 detector="mediapipe")
+    pre = faces.preprocess_faces(files, [lms[0], lms[1], None], crop=CropOptions(image_size=64, detector="mediapipe"),
+                                 cache_dir=tmp_path / "c", progress=False)
     assert pre.schemes == ["cfee78", "cfee78", "mediapipe468"] and pre.landmark_sources == ["file", "file", "mediapipe"]
     scheme, arr, valid = pre.landmark_array()
     assert scheme == "cfee78" and arr.shape == (3, 78, 2) and valid.tolist() == [True, True, False]
     assert np.isnan(arr[2]).all()
     monkeypatch.setattr(faces, "_process_one", lambda job: pytest.fail(f"recomputed cached {job[0]}"))
-    again = faces.preprocess_faces(files, [lms[0], lms[1], None], size=64, cache_dir=tmp_path / "c",
-                                   progress=False, detector="mediapipe")
+    again = faces.preprocess_faces(files, [lms[0], lms[1], None], crop=CropOptions(image_size=64, detector="mediapipe"),
+                                   cache_dir=tmp_path / "c", progress=False)
     assert again.cache_hits == 3 and again.schemes == pre.schemes
     assert all(np.array_equal(a, b) for a, b in zip(again.landmarks, pre.landmarks))
     blob = torch.load(next((tmp_path / "c").glob("faces-*.pt")), weights_only=True)
@@ -150,14 +151,16 @@ def test_preprocess_caches_landmarks_and_reports_no_face(tmp_path, monkeypatch):
 def test_no_face_from_the_detector_is_a_skip_and_cached(tmp_path, monkeypatch):
     files, _ = write_images(tmp_path, 2)
     fake_detector(monkeypatch, None)
-    pre = faces.preprocess_faces(files, None, size=48, cache_dir=tmp_path / "c", progress=False, detector="mediapipe")
+    pre = faces.preprocess_faces(files, None, crop=CropOptions(image_size=48, detector="mediapipe"),
+                                 cache_dir=tmp_path / "c", progress=False)
     assert pre.index == [] and len(pre.skipped) == 2
     assert all("mediapipe landmark detector found no face" in s.reason for s in pre.skipped)
 
 
 def test_old_cache_version_is_kept_and_named(tmp_path, caplog):
     files, lms = write_images(tmp_path, 1)
-    first = faces.preprocess_faces(files, lms, size=48, cache_dir=tmp_path / "c", progress=False)
+    first = faces.preprocess_faces(files, lms, crop=CropOptions(image_size=48), cache_dir=tmp_path / "c",
+                                   progress=False)
     (path,) = (tmp_path / "c").glob("faces-*.pt")
     blob = torch.load(path, weights_only=True)
     blob["params"]["version"] = 1
@@ -165,7 +168,8 @@ def test_old_cache_version_is_kept_and_named(tmp_path, caplog):
     torch.save(blob, old)
     path.unlink()
     with caplog.at_level(logging.WARNING):
-        again = faces.preprocess_faces(files, lms, size=48, cache_dir=tmp_path / "c", progress=False)
+        again = faces.preprocess_faces(files, lms, crop=CropOptions(image_size=48), cache_dir=tmp_path / "c",
+                                   progress=False)
     assert again.cache_hits == 0 and np.array_equal(again.landmarks[0], first.landmarks[0])
     assert old.is_file() and "cache version 1" in caplog.text and "left in place" in caplog.text
 
@@ -173,7 +177,7 @@ def test_old_cache_version_is_kept_and_named(tmp_path, caplog):
 def test_landmarks_outside_the_image_name_the_row(tmp_path):
     files, lms = write_images(tmp_path, 1)
     far = lms[0] + (0, 400)
-    pre = faces.preprocess_faces(files, [far], size=48, cache=False, progress=False,
+    pre = faces.preprocess_faces(files, [far], crop=CropOptions(image_size=48), cache=False, progress=False,
                                  landmark_rows=["landmarks.csv, line 7"])
     (skip,) = list(pre.skipped)
     assert "landmarks.csv, line 7 (f0.png): the image-left eye centre" in skip.reason
@@ -198,3 +202,32 @@ def test_real_detector_on_cfee_photos(cfee_root):
         for name in ("mouth_left", "mouth_right", "left_eye_outer", "right_eye_outer"):
             assert np.linalg.norm(got[name] - want[name]) < 0.15 * iod, (p.name, name)
     assert landmarks.detect_landmarks(np.full((120, 120, 3), 128, np.uint8)) is None  # a blank image: no face
+
+
+def test_crop_options_keep_the_cache_file_name_and_params(tmp_path):
+    """The cache file of a CropOptions crop is the one the loose keyword arguments named (existing caches hit)."""
+    import hashlib
+    import json
+    import os
+
+    from compound_fer.data.images import MAX_SIDE
+
+    files, lms = write_images(tmp_path, 1)
+    faces.preprocess_faces(files, lms, crop=CropOptions(image_size=48, margin=0.2, method="landmarks"),
+                           cache_dir=tmp_path / "c", progress=False)
+    params = {"version": CACHE_VERSION, "method": "landmarks", "size": 48, "margin": 0.2, "max_side": MAX_SIDE,
+              "scheme": "cfee78", "detector": None, "no_face": "skip"}
+    root = os.path.dirname(os.path.abspath(files[0]))
+    digest = hashlib.sha1(json.dumps({**params, "root": root}, sort_keys=True).encode()).hexdigest()[:20]
+    (path,) = (tmp_path / "c").glob("faces-*.pt")
+    assert path.name == f"faces-{digest}.pt"
+    assert torch.load(path, weights_only=True)["params"] == params
+
+
+def test_crop_options_from_a_data_config():
+    from compound_fer.config import DataConfig
+
+    crop = CropOptions.from_data_config(DataConfig(image_size=96, face_margin=0.1, landmark_detector=None))
+    assert crop == CropOptions(image_size=96, method="auto", margin=0.1, detector=None, no_face="skip")
+    with pytest.raises(DataError, match="margin"):
+        CropOptions(margin=2.0).check()

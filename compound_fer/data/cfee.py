@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from compound_fer import taxonomy
+from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (
@@ -174,9 +175,9 @@ def scan_cfee(root: str | os.PathLike) -> CFEEIndex:
 def read_cfee(
     root: str | os.PathLike,
     *,
-    image_size: int = 112,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     method: str = "auto",
-    margin: float = 0.15,
+    margin: float = DEFAULT_MARGIN,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -219,9 +220,9 @@ def read_cfee(
                 aus[j] = 0.0
             elif (sid, cat) in table:
                 aus[j] = table[(sid, cat)]
-    return build_faceset(index, image_size=image_size, method=method, margin=margin, cache=cache,
-                         cache_dir=cache_dir, progress=progress, workers=workers, landmarks=landmarks, aus=aus,
-                         pick=pick, detector=detector, no_face=no_face,
+    crop = CropOptions(image_size=image_size, method=method, margin=margin, detector=detector, no_face=no_face)
+    return build_faceset(index, crop=crop, cache=cache, cache_dir=cache_dir, progress=progress, workers=workers,
+                         landmarks=landmarks, aus=aus, pick=pick,
                          extra_meta={"xls": str(index.xls) if index.xls else None,
                                      "aus": "FACS workbook (a..e -> 0.2..1.0; NaN = not coded)"
                                      if aus is not None else None})

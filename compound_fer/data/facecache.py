@@ -1,8 +1,7 @@
 """The on-disk face-crop cache: one file per (folder, parameters), an entry per image keyed by its path,
 size, mtime and landmark row; written atomically, a damaged file ignored and rebuilt.
 
-An entry is ``("ok", crop (S, S, 3) uint8, packed masks, how, regions, crop landmarks (K, 2) or None,
-scheme or None, landmark source or None)`` or ``("skip", reason)``.
+An entry is a :class:`Cropped` face or a :class:`Skipped` file (named tuples, as the face workers return them).
 """
 
 from __future__ import annotations
@@ -11,8 +10,11 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import NamedTuple, Union
 
 import numpy as np
+
+from compound_fer.io import save_torch
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,31 @@ log = logging.getLogger(__name__)
 #: version live in another file (the version is part of its name) and are recomputed, not read.
 #: 2: crops carry their landmarks (scheme, source); automatic detection options.
 CACHE_VERSION = 2
+
+
+class Cropped(NamedTuple):
+    """A face made from one file: (S, S, 3) uint8 crop, packed region masks, how it was placed, where its
+    regions came from, its landmarks in crop pixels ((K, 2) or None) with their scheme and source."""
+
+    status: str  # "ok"
+    image: np.ndarray
+    masks: np.ndarray
+    how: str
+    regions: str
+    landmarks: np.ndarray | None
+    scheme: str | None
+    source: str | None
+
+
+class Skipped(NamedTuple):
+    """A file that gave no face, and why."""
+
+    status: str  # "skip"
+    reason: str
+
+
+#: One cache entry, as a face worker returns it.
+Entry = Union[Cropped, Skipped]
 
 
 def default_cache_dir() -> Path:
@@ -58,7 +85,7 @@ def note_old_versions(cache_file: Path, params: dict) -> None:
                         "free space)", other, old.get("version"), params["version"], cache_file.name)
 
 
-def load_cache(path: Path, params: dict) -> dict[str, tuple]:
+def load_cache(path: Path, params: dict) -> dict[str, Entry]:
     """Entries of a cache file whose parameters equal ``params`` ({} when absent, other or damaged)."""
     import torch
 
@@ -68,15 +95,15 @@ def load_cache(path: Path, params: dict) -> dict[str, tuple]:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("params") != params:
             return {}
-        out: dict[str, tuple] = {}
+        out: dict[str, Entry] = {}
         imgs = blob["images"].numpy()
         for j, (key, status) in enumerate(zip(blob["keys"], blob["status"])):
             if status != "ok":
-                out[key] = ("skip", status)
+                out[key] = Skipped("skip", status)
                 continue
             slot = blob["slot"][j]
             lm = blob["landmarks"][slot]
-            out[key] = ("ok", imgs[slot].transpose(1, 2, 0), blob["masks"][slot].numpy(), blob["methods"][j],
+            out[key] = Cropped("ok", imgs[slot].transpose(1, 2, 0), blob["masks"][slot].numpy(), blob["methods"][j],
                         blob["regions"][j], None if lm.numel() == 0 else lm.numpy(), blob["schemes"][j] or None,
                         blob["lm_sources"][j] or None)
         return out
@@ -85,28 +112,27 @@ def load_cache(path: Path, params: dict) -> dict[str, tuple]:
         return {}
 
 
-def save_cache(path: Path, params: dict, fresh: dict[str, tuple], old: dict[str, tuple]) -> None:
+def save_cache(path: Path, params: dict, fresh: dict[str, Entry], old: dict[str, Entry]) -> None:
     """Write ``old`` entries updated with ``fresh`` ones, atomically; a failed write only warns."""
     import torch
-
-    from compound_fer.io import save_torch
 
     entries = {**old, **fresh}
     cols: dict[str, list] = {k: [] for k in ("keys", "status", "methods", "regions", "slot", "schemes", "lm_sources")}
     imgs, masks, lms = [], [], []
     for key, r in entries.items():
         cols["keys"].append(key)
-        ok = r[0] == "ok"
-        cols["status"].append("ok" if ok else r[1])
+        ok = r.status == "ok"
+        cols["status"].append("ok" if ok else r.reason)
         cols["slot"].append(len(imgs) if ok else -1)
-        cols["methods"].append(r[3] if ok else "")
-        cols["regions"].append(r[4] if ok else "")
-        cols["schemes"].append((r[6] or "") if ok else "")
-        cols["lm_sources"].append((r[7] or "") if ok else "")
+        cols["methods"].append(r.how if ok else "")
+        cols["regions"].append(r.regions if ok else "")
+        cols["schemes"].append((r.scheme or "") if ok else "")
+        cols["lm_sources"].append((r.source or "") if ok else "")
         if ok:
-            imgs.append(np.asarray(r[1]).transpose(2, 0, 1))
-            masks.append(np.asarray(r[2]))
-            lms.append(torch.zeros(0) if r[5] is None else torch.from_numpy(np.asarray(r[5], dtype=np.float32)))
+            imgs.append(np.asarray(r.image).transpose(2, 0, 1))
+            masks.append(np.asarray(r.masks))
+            lms.append(torch.zeros(0) if r.landmarks is None else torch.from_numpy(np.asarray(r.landmarks,
+                                                                                          dtype=np.float32)))
     size = params["size"]
     blob = {
         "params": params, **cols, "landmarks": lms,

@@ -19,13 +19,26 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from compound_fer.data.annotations import check_inside, read_landmarks  # noqa: F401 - re-exported
+from compound_fer.data.crop_options import (  # noqa: F401 - re-exported
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_MARGIN,
+    METHODS,
+    NO_FACE,
+    CropOptions,
+    Method,
+    check_method,
+    check_no_face,
+)
 from compound_fer.data.facecache import (  # noqa: F401 - re-exported
     CACHE_VERSION,
+    Cropped,
+    Entry,
+    Skipped,
     default_cache_dir,
     file_key,
     load_cache,
@@ -40,12 +53,6 @@ from compound_fer.taxonomy import REGIONS
 
 log = logging.getLogger(__name__)
 
-Method = Literal["auto", "landmarks", "haar"]
-METHODS: tuple[str, ...] = ("auto", "landmarks", "haar")
-#: What to do when the automatic detector finds no face: skip the image, or crop it with Haar cascades
-#: (landmarks then marked missing).
-NO_FACE: tuple[str, ...] = ("skip", "haar")
-
 #: Canonical region ellipses (centre x, centre y, radius x, radius y) as fractions of a Haar crop made
 #: with margin 0.15: the landmark regions of 300 Haar crops of cfee-subset, averaged (docs/data.md).
 CANONICAL_REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
@@ -55,7 +62,7 @@ CANONICAL_REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
     "mouth": ((0.51, 0.69, 0.125, 0.06),),
     "chin": ((0.51, 0.81, 0.20, 0.09),),
 }
-_CANONICAL_MARGIN = 0.15
+_CANONICAL_MARGIN = DEFAULT_MARGIN
 
 
 @dataclass
@@ -161,7 +168,8 @@ def _landmark_box(pts: np.ndarray, scheme: str, margin: float) -> tuple[float, n
 
 
 def crop_face(image: np.ndarray, *, landmarks: np.ndarray | None = None, method: Method = "auto",
-              size: int = 112, margin: float = 0.15, scheme: str = "cfee78", detector: str | None = None,
+              size: int = DEFAULT_IMAGE_SIZE, margin: float = DEFAULT_MARGIN, scheme: str = "cfee78",
+              detector: str | None = None,
               no_face: str = "skip") -> FaceCrop:
     """Align (eyes level) and crop one face to ``size`` x ``size``; raise NoFace if none is found.
 
@@ -170,10 +178,8 @@ def crop_face(image: np.ndarray, *, landmarks: np.ndarray | None = None, method:
     "mediapipe") finds landmarks unless method="haar"; when it finds no face, ``no_face`` says "skip"
     (NoFace) or "haar" (a Haar crop, no landmarks). Last resort: Haar cascades.
     """
-    if method not in METHODS:
-        raise DataError(f"unknown face method {method!r}; use one of {', '.join(METHODS)}")
-    if no_face not in NO_FACE:
-        raise DataError(f"unknown no_face option {no_face!r}; use one of {', '.join(NO_FACE)}")
+    check_method(method)
+    check_no_face(no_face)
     pts, source = (None, None) if landmarks is None else (np.asarray(landmarks, dtype=np.float64), "file")
     if pts is None and detector is not None and method != "haar":
         from compound_fer.data.landmarks import SCHEME_OF, get_detector
@@ -208,24 +214,33 @@ def crop_face(image: np.ndarray, *, landmarks: np.ndarray | None = None, method:
                     regions="landmarks", landmarks=moved.astype(np.float32), scheme=scheme, source=source)
 
 
-def _process_one(job: tuple) -> tuple:
-    """Worker: (path, landmarks, method, size, margin, scheme, detector, no_face, where) -> a cache entry
-    (:mod:`compound_fer.data.facecache`): ("ok", crop, masks, how, regions, landmarks, scheme, source)
-    or ("skip", reason)."""
-    path, lm, method, size, margin, scheme, detector, no_face, where = job
+class FaceJob(NamedTuple):
+    """One file for a face worker: its path, landmark row (or None) in ``scheme`` order, the crop, and where
+    the row came from (for messages)."""
+
+    path: str
+    landmarks: np.ndarray | None
+    crop: CropOptions
+    scheme: str
+    where: str
+
+
+def _process_one(job: FaceJob) -> Entry:
+    """Worker: one file -> a cache entry (:mod:`compound_fer.data.facecache`), Cropped or Skipped."""
+    path, lm, crop, scheme = job.path, job.landmarks, job.crop, job.scheme
     try:
         img, scale = read_image(path, max_side=MAX_SIDE)
         if lm is not None:
             lm = lm * scale
-            check_inside(lm, img.shape[1], img.shape[0], f"{where} ({os.path.basename(path)})", scheme)
-        fc = crop_face(img, landmarks=lm, method=method, size=size, margin=margin, scheme=scheme,
-                       detector=detector, no_face=no_face)
+            check_inside(lm, img.shape[1], img.shape[0], f"{job.where} ({os.path.basename(path)})", scheme)
+        fc = crop_face(img, landmarks=lm, method=crop.method, size=crop.image_size, margin=crop.margin,
+                       scheme=scheme, detector=crop.detector, no_face=crop.no_face)
     except DataError as exc:
-        return ("skip", _reason(str(exc), path))
+        return Skipped("skip", _reason(str(exc), path))
     except NoFace as exc:
-        return ("skip", f"no face: {exc}; crop it by hand or add landmarks")
-    return ("ok", fc.image, np.packbits(fc.masks, axis=None), fc.method, fc.regions, fc.landmarks, fc.scheme,
-            fc.source)
+        return Skipped("skip", f"no face: {exc}; crop it by hand or add landmarks")
+    return Cropped("ok", fc.image, np.packbits(fc.masks, axis=None), fc.method, fc.regions, fc.landmarks, fc.scheme,
+                   fc.source)
 
 
 def _reason(msg: str, path: str) -> str:
@@ -269,36 +284,26 @@ def preprocess_faces(
     files: Sequence[str | os.PathLike],
     landmarks: Sequence[np.ndarray | None] | None = None,
     *,
-    method: Method = "auto",
-    size: int = 112,
-    margin: float = 0.15,
+    crop: CropOptions = CropOptions(),
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     workers: int = 1,
     scheme: str = "cfee78",
-    detector: str | None = None,
-    no_face: str = "skip",
     landmark_rows: Sequence[str] | None = None,
-    _process: Callable[[tuple], tuple] | None = None,
+    _process: Callable[[FaceJob], Entry] | None = None,
 ) -> Preprocessed:
     """Crop every file (reusing cached crops whose file path, size, mtime, landmarks and parameters match).
 
     ``landmarks``: one (K, 2) array in ``scheme`` order or None per file (``landmark_rows`` names each
     row's origin, e.g. 'landmarks.csv, line 7', for messages). Files without landmarks are placed by
-    ``detector`` when given (see :func:`crop_face`), else by Haar cascades. The cache is one file per
+    ``crop.detector`` when given (see :func:`crop_face`), else by Haar cascades. The cache is one file per
     (file list root, parameters) under ``cache_dir`` (default :func:`default_cache_dir`), written
     atomically; entries for unchanged files are reused, new or changed files are processed and the
     cache rewritten.
     """
-    if method not in METHODS:
-        raise DataError(f"unknown face method {method!r}; use one of {', '.join(METHODS)}")
-    if no_face not in NO_FACE:
-        raise DataError(f"unknown no_face option {no_face!r}; use one of {', '.join(NO_FACE)}")
-    if not isinstance(size, int) or size < 16:
-        raise DataError(f"image_size must be an integer >= 16, got {size!r}")
-    if not 0 <= margin <= 1:
-        raise DataError(f"margin must be between 0 and 1, got {margin!r}")
+    crop.check()
+    method, size, detector = crop.method, crop.image_size, crop.detector
     get_scheme(scheme)
     if detector is not None:
         from compound_fer.data.landmarks import DETECTORS
@@ -312,10 +317,10 @@ def preprocess_faces(
         raise ValueError("landmarks and landmark_rows must have one entry per file")
     keys = [file_key(f, lm) for f, lm in zip(files, lms)]
 
-    params = {"version": CACHE_VERSION, "method": method, "size": size, "margin": round(float(margin), 6),
-              "max_side": MAX_SIDE, "scheme": scheme, "detector": detector, "no_face": no_face}
+    params = {"version": CACHE_VERSION, "method": method, "size": size, "margin": round(float(crop.margin), 6),
+              "max_side": MAX_SIDE, "scheme": scheme, "detector": detector, "no_face": crop.no_face}
     cache_file = None
-    stored: dict[str, tuple] = {}
+    stored: dict[str, Entry] = {}
     if cache:
         root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
         digest = hashlib.sha1(json.dumps({**params, "root": root}, sort_keys=True).encode()).hexdigest()[:20]
@@ -324,11 +329,11 @@ def preprocess_faces(
         note_old_versions(cache_file, params)
         stored = load_cache(cache_file, params)
 
-    results: list[tuple | None] = [stored.get(k) for k in keys]
+    results: list[Entry | None] = [stored.get(k) for k in keys]
     todo = [i for i, r in enumerate(results) if r is None]
     hits = len(files) - len(todo)
     if todo:
-        jobs = [(files[i], lms[i], method, size, margin, scheme, detector, no_face, rows[i]) for i in todo]
+        jobs = [FaceJob(files[i], lms[i], crop, scheme, rows[i]) for i in todo]
         it = _run_jobs(jobs, workers=workers, process=_process or _process_one)
         try:
             from tqdm.auto import tqdm
@@ -344,7 +349,7 @@ def preprocess_faces(
     return _collect(files, results, size, hits, cache_file)
 
 
-def _collect(files: list[str], results: list[tuple], size: int, hits: int, cache_file: Path | None) -> Preprocessed:
+def _collect(files: list[str], results: list[Entry], size: int, hits: int, cache_file: Path | None) -> Preprocessed:
     skipped = SkipReport()
     out = Preprocessed(index=[], images=np.zeros((0, 3, size, size), np.uint8),
                        masks=np.zeros((0, len(REGIONS), size, size), bool), methods=[], regions=[], skipped=skipped,
@@ -352,23 +357,23 @@ def _collect(files: list[str], results: list[tuple], size: int, hits: int, cache
     images, masks = [], []
     n_bits = len(REGIONS) * size * size
     for i, r in enumerate(results):
-        if r[0] != "ok":
-            skipped.add(files[i], r[1])
+        if r.status != "ok":
+            skipped.add(files[i], r.reason)
             continue
         out.index.append(i)
-        images.append(np.asarray(r[1]).transpose(2, 0, 1))
-        masks.append(np.unpackbits(np.asarray(r[2]), count=n_bits).reshape(len(REGIONS), size, size).astype(bool))
-        out.methods.append(r[3])
-        out.regions.append(r[4])
-        out.landmarks.append(r[5])
-        out.schemes.append(r[6])
-        out.landmark_sources.append(r[7])
+        images.append(np.asarray(r.image).transpose(2, 0, 1))
+        masks.append(np.unpackbits(np.asarray(r.masks), count=n_bits).reshape(len(REGIONS), size, size).astype(bool))
+        out.methods.append(r.how)
+        out.regions.append(r.regions)
+        out.landmarks.append(r.landmarks)
+        out.schemes.append(r.scheme)
+        out.landmark_sources.append(r.source)
     if images:
         out.images, out.masks = np.stack(images), np.stack(masks)
     return out
 
 
-def _run_jobs(jobs: list[tuple], *, workers: int, process: Callable[[tuple], tuple]):
+def _run_jobs(jobs: list[FaceJob], *, workers: int, process: Callable[[FaceJob], Entry]):
     if workers <= 1 or len(jobs) < 50:
         return (process(j) for j in jobs)
     import multiprocessing as mp

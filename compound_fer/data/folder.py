@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from compound_fer import taxonomy
+from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (
@@ -108,9 +109,9 @@ def scan_folder(root: str | os.PathLike, *, strict_classes: bool = False) -> Dat
 def read_folder(
     root: str | os.PathLike,
     *,
-    image_size: int = 112,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     method: str = "auto",
-    margin: float = 0.15,
+    margin: float = DEFAULT_MARGIN,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -129,8 +130,9 @@ def read_folder(
     if method == "landmarks" and index.landmarks is None and detector is None:
         raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv or the landmark detector "
                         "(detector='mediapipe'); add one or use method='auto'")
-    return build_annotated(index, pick=pick, image_size=image_size, method=method, margin=margin, cache=cache,
-                           cache_dir=cache_dir, progress=progress, workers=workers, detector=detector, no_face=no_face,
+    crop = CropOptions(image_size=image_size, method=method, margin=margin, detector=detector, no_face=no_face)
+    return build_annotated(index, pick=pick, crop=crop, cache=cache,
+                           cache_dir=cache_dir, progress=progress, workers=workers,
                            extra_meta={"subjects": "subjects.csv" if index.subjects_known
                                        else "unknown: one subject id per file (1,000,000 + position)"})
 

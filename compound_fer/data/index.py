@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from compound_fer import taxonomy
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport
 from compound_fer.errors import DataError
@@ -118,27 +119,25 @@ def flag_zero_bytes(files: Sequence[str], problems: SkipReport) -> None:
             problems.add(f, f"cannot stat: {exc.strerror or exc}")
 
 
-def build_annotated(index: DataIndex, *, pick: Sequence[int], extra_meta: dict, **crop: Any) -> FaceSet:
+def build_annotated(index: DataIndex, *, pick: Sequence[int], extra_meta: dict, **kw: Any) -> FaceSet:
     """:func:`build_faceset` with the folder's own annotations: ``landmarks.csv`` (else the detector) and
-    ``aus.csv`` (else no AUs) under the index root; ``crop``: build_faceset's crop options."""
+    ``aus.csv`` (else no AUs) under the index root; ``kw``: build_faceset's crop and cache options."""
     from compound_fer.data.annotations import au_rows, read_landmarks
 
     table = read_landmarks(index.landmarks) if index.landmarks is not None else None
     aus_csv = index.root / "aus.csv"
     aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
     return build_faceset(index, landmarks=table, aus=aus, pick=pick,
-                         extra_meta={**extra_meta, "aus": "aus.csv" if aus is not None else None}, **crop)
+                         extra_meta={**extra_meta, "aus": "aus.csv" if aus is not None else None}, **kw)
 
 
-def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: float, cache: bool,
-                  cache_dir: str | os.PathLike | None, progress: bool, workers: int,
-                  landmarks: dict[str, np.ndarray] | None, aus: np.ndarray | None,
-                  pick: Sequence[int] | None = None, extra_meta: dict | None = None,
-                  detector: str | None = None, no_face: str = "skip") -> FaceSet:
+def build_faceset(index: DataIndex, *, crop: CropOptions, cache: bool, cache_dir: str | os.PathLike | None,
+                  progress: bool, workers: int, landmarks: dict[str, np.ndarray] | None, aus: np.ndarray | None,
+                  pick: Sequence[int] | None = None, extra_meta: dict | None = None) -> FaceSet:
     """Crop the usable files of ``index`` (or the positions ``pick``) into a FaceSet with a skip report.
 
     ``landmarks``: a landmarks table (:func:`compound_fer.data.annotations.read_landmarks`); files
-    without a row are placed by ``detector`` (see :func:`compound_fer.data.faces.crop_face`)."""
+    without a row are placed by ``crop.detector`` (see :func:`compound_fer.data.faces.crop_face`)."""
     import torch
 
     from compound_fer.data.annotations import faceset_landmarks, landmark_rows
@@ -152,10 +151,9 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
     if bad_rows:
         pick, files, lms, rows = ([x[j] for j in sane] for x in (pick, files, lms, rows))
         aus = None if aus is None else np.asarray(aus)[sane]
-    detector = usable_detector(detector) if any(x is None for x in lms) and method != "haar" else None
-    pre = preprocess_faces(files, lms, method=method, size=image_size, margin=margin, cache=cache,
-                           cache_dir=cache_dir, progress=progress, workers=workers,
-                           scheme=getattr(landmarks, "scheme", "cfee78"), detector=detector, no_face=no_face,
+    detector = usable_detector(crop.detector) if any(x is None for x in lms) and crop.method != "haar" else None
+    pre = preprocess_faces(files, lms, crop=replace(crop, detector=detector), cache=cache, cache_dir=cache_dir,
+                           progress=progress, workers=workers, scheme=getattr(landmarks, "scheme", "cfee78"),
                            landmark_rows=rows)
     lm_kw, lm_meta = faceset_landmarks(pre, landmarks, detector)
     skipped = SkipReport(index.problems)
@@ -175,9 +173,9 @@ def build_faceset(index: DataIndex, *, image_size: int, method: str, margin: flo
     meta = {
         "source": index.layout,
         "root": str(index.root),
-        "image_size": image_size,
-        "method": method,
-        "margin": margin,
+        "image_size": crop.image_size,
+        "method": crop.method,
+        "margin": crop.margin,
         "methods": dict(Counter(pre.methods)),
         "region_masks": "landmarks" if set(region_src) == {"landmarks"} else (
             "canonical positions in the aligned Haar crop (approximate, no landmarks)"

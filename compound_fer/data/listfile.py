@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compound_fer import taxonomy
+from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
 from compound_fer.data.delimited import Table, decode, read_table
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (
@@ -266,7 +267,8 @@ def scan_list(root: str | os.PathLike, *, strict_classes: bool = False) -> DataI
                     landmarks=lm if lm.is_file() else None, subjects_known=known, skipped_classes=unknown)
 
 
-def read_list(root: str | os.PathLike, *, image_size: int = 112, method: str = "auto", margin: float = 0.15,
+def read_list(root: str | os.PathLike, *, image_size: int = DEFAULT_IMAGE_SIZE, method: str = "auto",
+              margin: float = DEFAULT_MARGIN,
               cache: bool = True, cache_dir: str | os.PathLike | None = None, progress: bool = True, include=None,
               workers: int = 1, detector: str | None = "mediapipe", no_face: str = "skip",
               strict_classes: bool = False) -> "FaceSet":
@@ -274,8 +276,9 @@ def read_list(root: str | os.PathLike, *, image_size: int = 112, method: str = "
     ``aus.csv``); problem files are skipped and listed in ``meta['skipped']``."""
     index = scan_list(root, strict_classes=strict_classes)
     pick = pick_categories(index, include)
-    return build_annotated(index, pick=pick, image_size=image_size, method=method, margin=margin, cache=cache,
-                           cache_dir=cache_dir, progress=progress, workers=workers, detector=detector, no_face=no_face,
+    crop = CropOptions(image_size=image_size, method=method, margin=margin, detector=detector, no_face=no_face)
+    return build_annotated(index, pick=pick, crop=crop, cache=cache,
+                           cache_dir=cache_dir, progress=progress, workers=workers,
                            extra_meta={"list_file": str(find_list(index.root)),
                                        "subjects": "list" if index.subjects_known
                                        else "unknown: one subject id per file (1,000,000 + position)"})

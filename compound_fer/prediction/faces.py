@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,11 @@ class Preprocessing:
     landmark_detector: str | None = "mediapipe"
     no_face: str = "skip"
     origin: str = "defaults"
+
+    def crop(self, detector: str | None) -> CropOptions:
+        """The crop these settings name, faces without landmarks placed by ``detector`` (None: Haar)."""
+        return CropOptions(image_size=self.image_size, method=self.face_method, margin=self.face_margin,
+                           detector=detector, no_face=self.no_face)
 
 
 def _run_config(model_path: Path | None) -> tuple[dict, Path] | None:
@@ -212,10 +218,8 @@ def _crop_files(faces: FoundFaces, idx: list[int], files: list[str], roots: list
     points, rows, schemes = _landmarks_for(files, roots, landmarks)
     for scheme in sorted(set(schemes)):  # one call per landmark scheme (a call takes one)
         part = [j for j, s in enumerate(schemes) if s == scheme]
-        pre = preprocess_faces([files[j] for j in part], [points[j] for j in part], method=settings.face_method,
-                               size=settings.image_size, margin=settings.face_margin, cache=False, progress=progress,
-                               scheme=scheme, detector=detector, no_face=settings.no_face,
-                               landmark_rows=[rows[j] for j in part])
+        pre = preprocess_faces([files[j] for j in part], [points[j] for j in part], crop=settings.crop(detector),
+                               cache=False, progress=progress, scheme=scheme, landmark_rows=[rows[j] for j in part])
         for k, j in enumerate(pre.index):
             i = idx[part[j]]
             faces.crop[i], faces.how[i] = pre.images[k], pre.methods[k]

@@ -9,6 +9,7 @@ import numpy as np
 
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import DataError
 
@@ -28,9 +29,8 @@ def load_dataset(cfg: ProtocolConfig, *, path: str | None = None, progress: bool
     from compound_fer.data.load import load_faces
 
     root = path or cfg.data.path
-    faces = load_faces(root, image_size=cfg.data.image_size, method=cfg.data.face_method,
-                       margin=cfg.data.face_margin, progress=progress, detector=cfg.data.landmark_detector,
-                       no_face=cfg.data.no_face, strict_classes=cfg.data.strict_classes)
+    faces = load_faces(root, **CropOptions.from_data_config(cfg.data).reader_kwargs(), progress=progress,
+                       strict_classes=cfg.data.strict_classes)
     kept = faces.where(labels=[taxonomy.label_of(n) for n in names])
     if len(kept) == 0:
         hint = " (set data.include_neutral: true to use Neutral)" if "Neutral" in faces.class_names else ""

@@ -53,9 +53,7 @@ def main() -> int:
     model = build_basic_model(cfg, 6)
     inputs = make_inputs(cfg, model, splits, seed=0, progress=False)
     order = [c.name for c in taxonomy.categories("compound")]
-    bench = basic_to_compound(train=splits.train, test=splits.test, compound_order=order, train_inputs=inputs.train,
-                              test_inputs=inputs.test[:, :1], train_transform=PickView(random=True),
-                              eval_transform=PickView(random=False), seed=0)
+    bench = basic_to_compound(train=splits.train, test=splits.test, compound_order=order, inputs=inputs, seed=0)
     exp0 = bench.benchmark.train_stream[0]
     n_images = len(exp0.dataset)
     bs, lr = cfg.continual.batch_size, cfg.continual.lr

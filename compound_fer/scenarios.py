@@ -17,6 +17,7 @@ from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.splits import per_class_cap, sample_shots
 from compound_fer.errors import ConfigError
+from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 
 __all__ = ["ContinualBenchmark", "basic_to_compound", "fewshot_benchmark"]
@@ -92,7 +93,7 @@ def _inputs_for(faces: FaceSet, given: torch.Tensor | None, which: str) -> torch
     if given is None:
         return faces.float_images()
     if len(given) != len(faces):
-        raise ConfigError(f"{which}_inputs has {len(given)} rows for {len(faces)} faces; pass one row per FaceSet row")
+        raise ConfigError(f"inputs.{which} has {len(given)} rows for {len(faces)} faces; pass one row per FaceSet row")
     return given if given.is_floating_point() else given.float()
 
 
@@ -108,17 +109,18 @@ def _require_classes(faces: FaceSet, labels: Sequence[int], which: str) -> None:
 def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence[str] | None = None,
                       include_neutral: bool = False, basic: Sequence[str] | None = None,
                       classes_per_exp: int | Sequence[int] = 1, new_class_cap: int | None = None,
-                      shots: int | None = None, seed: int = 0, train_transform=None, eval_transform=None,
-                      train_inputs: torch.Tensor | None = None,
-                      test_inputs: torch.Tensor | None = None) -> ContinualBenchmark:
+                      shots: int | None = None, seed: int = 0, inputs: Inputs | None = None,
+                      train_transform=None, eval_transform=None) -> ContinualBenchmark:
     """Experience 0 = the basic classes (6, or 7 with neutral), then the compound classes in order.
 
     ``compound_order`` defaults to the compound classes present in ``train``, in taxonomy order;
     ``classes_per_exp`` groups them (1 = the reference). ``new_class_cap`` keeps at most that many
     random training images per compound class (the reference's m); ``shots`` keeps exactly k
     (recorded in ``settings['shots']``). Basic classes always keep all their images; the test
-    stream is never capped. ``train_inputs``/``test_inputs`` replace the images (one row per
-    FaceSet row, e.g. cached trunk features); default: ``FaceSet.float_images()``.
+    stream is never capped. ``inputs`` (:class:`~compound_fer.inputs.Inputs`) replace the images with
+    its ``train`` and ``test_view`` rows (one per FaceSet row, e.g. cached trunk maps) and bring its
+    transforms; default: ``FaceSet.float_images()``. ``train_transform`` / ``eval_transform``, when
+    given, are the per-sample transforms instead (e.g. an augmentation of images).
     """
     from avalanche.benchmarks import nc_benchmark
     from torch.utils.data import TensorDataset
@@ -144,8 +146,11 @@ def basic_to_compound(*, train: FaceSet, test: FaceSet, compound_order: Sequence
                                              new_class_cap=new_class_cap, seed=seed)
     test_rows = np.flatnonzero(test_model >= 0)
 
-    x_train = _inputs_for(train, train_inputs, "train")[torch.as_tensor(train_rows)]
-    x_test = _inputs_for(test, test_inputs, "test")[torch.as_tensor(test_rows)]
+    x_train = _inputs_for(train, None if inputs is None else inputs.train, "train")[torch.as_tensor(train_rows)]
+    x_test = _inputs_for(test, None if inputs is None else inputs.test_view, "test")[torch.as_tensor(test_rows)]
+    if inputs is not None:
+        train_transform = inputs.train_transform if train_transform is None else train_transform
+        eval_transform = inputs.eval_transform if eval_transform is None else eval_transform
     y_train = torch.as_tensor(train_model[train_rows])
     y_test = torch.as_tensor(test_model[test_rows])
 
@@ -218,9 +223,7 @@ def _rows_of(labels: np.ndarray, rows: np.ndarray, label: int) -> list[int]:
 
 
 def fewshot_benchmark(*, train: FaceSet, test: FaceSet, compound: str, shots: int, seed: int = 0,
-                      include_neutral: bool = False, train_transform=None, eval_transform=None,
-                      train_inputs: torch.Tensor | None = None,
-                      test_inputs: torch.Tensor | None = None) -> ContinualBenchmark:
+                      include_neutral: bool = False, inputs: Inputs | None = None) -> ContinualBenchmark:
     """The reference's few-shot episode: experience 0 = basic classes, experience 1 = k shots of ONE
     compound class (a 7-way model); the test stream holds all 7 classes.
 
@@ -228,5 +231,4 @@ def fewshot_benchmark(*, train: FaceSet, test: FaceSet, compound: str, shots: in
     the accuracy over the whole test stream (basic retention included). Report both.
     """
     return basic_to_compound(train=train, test=test, compound_order=[compound], include_neutral=include_neutral,
-                             shots=shots, seed=seed, train_transform=train_transform,
-                             eval_transform=eval_transform, train_inputs=train_inputs, test_inputs=test_inputs)
+                             shots=shots, seed=seed, inputs=inputs)

@@ -147,9 +147,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("compound_fer", "compound_fer.cli", "compound_fer.commands", "compound_fer.__main__")),
 ]
 MAX_PUBLIC_PARAMETERS = 12
-#: known longer signatures still to be grouped (issue 19: the crop options as one frozen object from DataConfig,
-#: a scenario's inputs as one Inputs, the basic loop's settings); the list only shrinks
-LONG_SIGNATURES_TO_GROUP = {"basic_to_compound", "train_basic"}
 
 
 def layer_of(module: str) -> int:
@@ -187,8 +184,7 @@ def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
 def test_no_public_function_takes_more_than_12_parameters(path):
     long = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_")
-                and node.name not in LONG_SIGNATURES_TO_GROUP):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
             n = len(_parameters(node))
             if n > MAX_PUBLIC_PARAMETERS:
                 long.append(f"{node.name} ({n} parameters)")

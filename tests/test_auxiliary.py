@@ -11,7 +11,7 @@ from compound_fer.data.synthetic import generate
 from compound_fer.errors import ConfigError
 from compound_fer.models import build_model
 from compound_fer.training.auxiliary import AuxiliaryTargets
-from compound_fer.training.basic import train_basic
+from compound_fer.training.basic import BasicLoop, train_basic
 
 
 def _faces(n_subjects=6):
@@ -62,7 +62,7 @@ def test_basic_training_with_auxiliary_heads_learns_the_geometry():
     with torch.no_grad():
         before = float(aux.loss(model.features(faces.float_images()), torch.arange(len(faces))))
     train_basic(model, train_x=faces.images, train_y=faces.labels, val_x=faces.images, val_y=faces.labels,
-                epochs=15, lr=3e-3, batch_size=16, patience=100, progress=False, auxiliary=aux)
+                loop=BasicLoop(epochs=15, lr=3e-3, batch_size=16, patience=100, progress=False), auxiliary=aux)
     with torch.no_grad():
         after = float(aux.loss(model.features(faces.float_images()), torch.arange(len(faces))))
     assert after < 0.85 * before  # 1.05 -> 0.76 measured (seed 0)

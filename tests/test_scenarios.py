@@ -11,6 +11,7 @@ from compound_fer.data.augment import make_augment
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.splits import class_orders
 from compound_fer.errors import ConfigError
+from compound_fer.inputs import Inputs
 from compound_fer.scenarios import basic_to_compound, fewshot_benchmark
 
 BASIC = taxonomy.basic_names()
@@ -122,12 +123,12 @@ def test_precomputed_inputs_replace_images_row_for_row(faces):
     feats = torch.arange(len(train), dtype=torch.float32)[:, None].repeat(1, 5)  # row i -> value i
     tfeats = torch.zeros(len(test), 5)
     cb = basic_to_compound(train=train, test=test, compound_order=["Awed"], new_class_cap=2,
-                           train_inputs=feats, test_inputs=tfeats)
+                           inputs=Inputs(train=feats, test=tfeats))
     for j, exp in enumerate(cb.train_stream):
         rows = sorted(int(exp.dataset[i][0][0]) for i in range(len(exp.dataset)))
         assert rows == cb.train_index[j].tolist()
     with pytest.raises(ConfigError, match="one row per FaceSet row"):
-        basic_to_compound(train=train, test=test, train_inputs=feats[:-1])
+        basic_to_compound(train=train, test=test, inputs=Inputs(train=feats[:-1], test=tfeats))
 
 
 def test_missing_class_is_a_clear_error(faces):

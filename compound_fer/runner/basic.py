@@ -108,7 +108,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     """
     from compound_fer import distributed as dist
     from compound_fer.model_io import save_model
-    from compound_fer.training.basic import accuracy, train_basic
+    from compound_fer.training.basic import BasicLoop, accuracy, train_basic
 
     labels = basic_labels(cfg)
     seed_everything(seed)  # before building: the head's (and an unpretrained trunk's) init is seeded too
@@ -128,9 +128,8 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     aux = _auxiliary(cfg, model, tr, cached=inputs is not None and inputs.cached)
     res = train_basic(
         net, train_x=train_x, train_y=to_model_labels(tr.labels, labels), val_x=val_x,
-        val_y=to_model_labels(va.labels, labels), epochs=cfg.basic.epochs, lr=cfg.basic.lr,
-        batch_size=cfg.basic.batch_size, weight_decay=cfg.basic.weight_decay, patience=cfg.basic.patience,
-        augment=augment, seed=seed, device=cfg.device, progress=progress, auxiliary=aux,
+        val_y=to_model_labels(va.labels, labels), augment=augment, auxiliary=aux,
+        loop=BasicLoop.of_phase(cfg.basic, seed=seed, device=cfg.device, progress=progress),
     )
     test_acc = accuracy(net, test_x, to_model_labels(te.labels, labels), device=cfg.device)
     info = {

@@ -151,8 +151,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
         include_neutral=cfg.data.include_neutral, classes_per_exp=cfg.continual.classes_per_step,
         new_class_cap=budget.quota if (cfg.continual.cap_new_class and not self_capping
                                        and cfg.continual.shots is None) else None,
-        shots=cfg.continual.shots, seed=job.seed, train_inputs=inputs.train, test_inputs=inputs.test_view,
-        train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
+        shots=cfg.continual.shots, seed=job.seed, inputs=inputs,
     )
     # PurifiedLearning: subject ids of every training sample, experience by experience
     subjects = benchmark_subjects(bench, splits.train) if entry.needs_subjects else None

@@ -102,8 +102,7 @@ def _episode_benchmark(basic_model: nn.Module, episode: Episode, *, train: FaceS
     """The episode's benchmark (basic classes, then the shots of the compound), checked against the model."""
     bench = fewshot_benchmark(
         train=train, test=test, compound=episode.compound, shots=max(1, episode.shots), seed=episode.seed,
-        include_neutral=include_neutral, train_inputs=inputs.train, test_inputs=inputs.test_view,
-        train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
+        include_neutral=include_neutral, inputs=inputs,
     )
     n_basic = len(bench.experience_classes[0])
     head_out = getattr(getattr(basic_model, "head", None), "num_classes", None)

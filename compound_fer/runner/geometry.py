@@ -58,7 +58,7 @@ def fuse_geometry(cfg: ProtocolConfig, model: nn.Module, splits: Splits, inputs:
     """Attach geometry to ``model`` (in place), train its new head on the basic classes; returns the packed
     inputs and an info dict (validation and test accuracy of the fused basic model, missing landmarks)."""
     from compound_fer.features import PickView
-    from compound_fer.training.basic import accuracy, train_basic
+    from compound_fer.training.basic import BasicLoop, accuracy, train_basic
 
     if not inputs.cached:
         raise ConfigError("model.geometry: landmarks needs cache_trunk: true (the fused head trains on cached maps)")
@@ -76,10 +76,9 @@ def fuse_geometry(cfg: ProtocolConfig, model: nn.Module, splits: Splits, inputs:
     net = packed.wrap(model)
     y = {name: to_model_labels(getattr(splits, name).labels[is_basic[name]], labels) for name in geo}
     res = train_basic(net, train_x=packed.train[is_basic["train"]], train_y=y["train"],
-                      val_x=packed.one_view(packed.val[is_basic["val"]]), val_y=y["val"], epochs=cfg.basic.epochs,
-                      lr=cfg.continual.lr, batch_size=cfg.basic.batch_size, weight_decay=cfg.basic.weight_decay,
-                      patience=cfg.basic.patience, augment=PickView(random=True), seed=seed, device=cfg.device,
-                      progress=progress)
+                      val_x=packed.one_view(packed.val[is_basic["val"]]), val_y=y["val"], augment=PickView(random=True),
+                      loop=BasicLoop.of_phase(cfg.basic, seed=seed, device=cfg.device, progress=progress,
+                                              lr=cfg.continual.lr))
     test_acc = accuracy(net, packed.one_view(packed.test[is_basic["test"]]), y["test"], device=cfg.device)
     missing = {name: int((~torch.isfinite(g).all(1)).sum()) for name, g in geo.items()}
     info = {"features": int(mean.numel()), "scheme": splits.train.landmark_scheme, "weight": cfg.model.geometry_weight,

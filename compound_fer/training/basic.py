@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from compound_fer import distributed as dist
+from compound_fer.config import BasicPhase
 from compound_fer.data.augment import augment_batch
 from compound_fer.training.optim import make_optimizer
 from compound_fer.training.predict import accuracy, predict  # noqa: F401 - predict: the one helper, re-exported
@@ -33,6 +34,29 @@ class BasicResult:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class BasicLoop:
+    """The basic loop's settings: ``epochs`` at most, Adam at ``lr`` with ``weight_decay``, minibatches of
+    ``batch_size``, early stop after ``patience`` epochs without a better validation accuracy."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float = 0.0
+    patience: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    @classmethod
+    def of_phase(cls, basic: BasicPhase, *, seed: int, device: str, progress: bool,
+                 lr: float | None = None) -> "BasicLoop":
+        """The loop a config's ``basic`` section names (``lr``: another learning rate)."""
+        loop = cls(epochs=basic.epochs, lr=basic.lr, batch_size=basic.batch_size, weight_decay=basic.weight_decay,
+                   patience=basic.patience, seed=seed, device=device, progress=progress)
+        return loop if lr is None else replace(loop, lr=lr)
+
+
 def train_basic(
     model: nn.Module,
     *,
@@ -40,15 +64,8 @@ def train_basic(
     train_y: torch.Tensor,
     val_x: torch.Tensor,
     val_y: torch.Tensor,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float = 0.0,
-    patience: int = 5,
+    loop: BasicLoop,
     augment=None,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = True,
     auxiliary: nn.Module | None = None,
 ) -> BasicResult:
     """Adam + cross-entropy with early stopping on validation accuracy; the model ends at its best epoch.
@@ -60,7 +77,8 @@ def train_basic(
     Under torchrun the model is wrapped in DDP and each rank trains on its shard of every global batch
     (the same permutation on every rank, as DistributedSampler does), so the global batch is unchanged.
     """
-    gen = torch.Generator().manual_seed(seed)
+    device = loop.device
+    gen = torch.Generator().manual_seed(loop.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if auxiliary is not None:
         if dist.is_distributed():
@@ -68,7 +86,7 @@ def train_basic(
         params += list(auxiliary.parameters())
     if not params:
         raise ValueError("train_basic: the model has no trainable parameter (check the freezing policy)")
-    opt = make_optimizer(params, name="adam", lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(params, name="adam", lr=loop.lr, weight_decay=loop.weight_decay)
     model.to(device)
     net = dist.wrap_model(model)  # DDP under torchrun (averages gradients over ranks); the model itself otherwise
     to_float = (lambda t: t.float().div_(255)) if train_x.dtype == torch.uint8 else (lambda t: t)
@@ -76,22 +94,22 @@ def train_basic(
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     history: list[dict] = []
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc="basic phase", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(loop.epochs), desc="basic phase", unit="epoch", disable=not loop.progress, leave=False)
     for epoch in bar:
         net.train()
         total, n = _train_epoch(net, model, opt, torch.randperm(len(train_x), generator=gen), train_x=train_x,
-                                train_y=train_y, batch_size=batch_size, to_float=to_float, augment=augment,
+                                train_y=train_y, batch_size=loop.batch_size, to_float=to_float, augment=augment,
                                 auxiliary=auxiliary, device=device)
         dist.sync_buffers(model)  # BatchNorm statistics saw one shard per rank: average them
         # rank 0 decides (best epoch, early stop) so every rank takes the same path through the loop
         val_acc = dist.broadcast_object(accuracy(model, val_xf, val_y, device=device))
         history.append({"epoch": epoch, "train_loss": total / max(n, 1), "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / max(n, 1):.3f}", val=f"{val_acc:.3f}")
-        if not progress:
+        if not loop.progress:
             log.info("basic phase: epoch %d, loss %.3f, val %.3f", epoch, total / max(n, 1), val_acc)
         if val_acc > best[0]:
             best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= patience:
+        elif epoch - best[1] >= loop.patience:
             log.info("basic phase: early stop at epoch %d (best %d, val %.3f)", epoch, best[1], best[0])
             break
     model.load_state_dict(best[2])

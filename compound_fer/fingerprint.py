@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from compound_fer.config import ProtocolConfig, load_config
 from compound_fer.data.index import walk_tree
 from compound_fer.errors import ConfigError
 from compound_fer.io import write_json
@@ -93,8 +94,6 @@ def make(cfg: Any, *, data_path: str | os.PathLike | None, test_path: str | os.P
 
 def differences(old: dict[str, Any], new: dict[str, Any], *, limit: int = 8) -> list[str]:
     """Human lines naming what differs between two fingerprints (empty: the same run)."""
-    from compound_fer.config import ProtocolConfig
-
     lines: list[str] = []
     a, b = old.get("settings", {}), new.get("settings", {})
     # a key this code added since the folder was written counts as its default there (the only value it had)
@@ -133,7 +132,6 @@ def _legacy(out_dir: Path) -> dict[str, Any] | None:
     p = out_dir / "config.yaml"
     if not p.is_file():
         return None
-    from compound_fer.config import load_config
 
     try:
         return {"settings": config_settings(load_config(p)), "legacy": True}

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compound_fer.data.augment import make_augment
 from compound_fer.features import CachedTrunkModel, PickView, trunk_maps
 
 __all__ = ["Inputs", "make_inputs"]
@@ -72,8 +73,6 @@ def make_inputs(cfg: Any, model: nn.Module, splits: Any, *, seed: int, progress:
 
     Training maps hold ``cfg.continual.augment_views`` augmented views besides the plain one.
     """
-    from compound_fer.data.augment import make_augment
-
     if not cfg.cache_trunk:
         return Inputs.of_images(train=splits.train, val=splits.val, test=splits.test)
     views = cfg.continual.augment_views

@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
+from compound_fer import taxonomy
 from compound_fer.errors import WeightsError, brief_load_error
 from compound_fer.io import atomic_write, write_json
+from compound_fer.models import build_model
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,6 @@ def verify_weights(path: str | Path, meta: dict[str, Any]) -> None:
 
 
 def _class_order(meta: dict[str, Any], meta_path: Path) -> list[int]:
-    from compound_fer import taxonomy
 
     try:
         return [taxonomy.label_of(str(n)) for n in meta["classes"]]
@@ -138,8 +139,6 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     The model's ``class_order`` (global label of each output column) is restored from the metadata.
     """
-    from compound_fer.models import build_model
-
     path = Path(path)
     if path.suffix.lower() == ".json":
         _check_kind(path)

@@ -18,6 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from compound_fer.models import FERModel, GrowingHead
+from compound_fer.training.registry import entry_of, make_strategy
+
 #: methods whose replay memory is measured (the paper's and plain class-balanced replay)
 METHODS = ("kdpsmr", "replay")
 
@@ -64,8 +67,6 @@ def _blobs(spec: StreamSpec) -> tuple[torch.utils.data.TensorDataset, torch.util
 
 
 def _model(spec: StreamSpec) -> nn.Module:
-    from compound_fer.models import FERModel, GrowingHead
-
     torch.manual_seed(spec.seed)
     tail = nn.Sequential(nn.Linear(spec.dim, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU())
     return FERModel(trunk=nn.Identity(), tail=tail, head=GrowingHead(in_features=32, num_classes=spec.first,
@@ -114,8 +115,6 @@ def run_stream(method: str, spec: StreamSpec) -> list[StepStats]:
     """
     from avalanche.benchmarks import nc_benchmark
     from avalanche.training.plugins import EvaluationPlugin
-
-    from compound_fer.training.registry import entry_of, make_strategy
 
     train, test = _blobs(spec)
     n_exp = 1 + spec.n_classes - spec.first

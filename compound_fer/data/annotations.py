@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compound_fer.data.schemes import SCHEMES
+from compound_fer.data.delimited import decode
+from compound_fer.data.schemes import SCHEMES, get_scheme
 from compound_fer.errors import DataError
 from compound_fer.taxonomy import ACTION_UNITS
 
@@ -43,7 +44,6 @@ class LandmarkTable(dict):
 
 
 def _rows(path: Path):
-    from compound_fer.data.delimited import decode
 
     try:
         reader = csv.reader(io.StringIO(decode(path)[0], newline=""))  # UTF-8, else cp1252 (one warning)
@@ -117,8 +117,6 @@ def check_inside(points: np.ndarray, width: int, height: int, where: str, scheme
 
 def outside_problem(points: np.ndarray, width: int, height: int, scheme: str = "cfee78") -> str | None:
     """What :func:`check_inside` finds wrong with a row (None: every point is inside, within tolerance)."""
-    from compound_fer.data.schemes import get_scheme
-
     p = np.asarray(points, dtype=np.float64)
     for side, c in zip(("image-left", "image-right"), get_scheme(scheme).eye_centres(p)):
         if not (0 <= c[0] <= width - 1 and 0 <= c[1] <= height - 1):

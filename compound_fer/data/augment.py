@@ -13,6 +13,7 @@ import torch
 from torchvision.transforms import v2
 
 from compound_fer.config import AugmentConfig
+from compound_fer.data.schemes import flip_points
 
 
 def make_augment(cfg: AugmentConfig | None = None) -> v2.Transform:
@@ -68,8 +69,6 @@ def flip_batch(images: torch.Tensor, landmarks: torch.Tensor | np.ndarray | None
 
     ``which``: (N,) bool, only those faces (default: all). Returns (images, landmarks or None).
     """
-    from compound_fer.data.schemes import flip_points
-
     which = torch.ones(len(images), dtype=torch.bool) if which is None else torch.as_tensor(which, dtype=torch.bool)
     out = torch.where(which[:, None, None, None], images.flip(-1), images)
     if landmarks is None:

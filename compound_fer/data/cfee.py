@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from compound_fer import taxonomy
+from compound_fer.data.annotations import read_landmarks
 from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
@@ -197,8 +198,6 @@ def read_cfee(
     category names to keep (default: all 22, Neutral included). ``strict_classes``: refuse files with an
     unknown category id (by default they are skipped as problem files).
     """
-    from compound_fer.data.annotations import read_landmarks
-
     index = scan_cfee(root)
     unknown = [p.file for p in index.problems if p.reason.startswith("unknown CFEE category id")]
     if strict_classes and unknown:

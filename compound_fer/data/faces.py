@@ -23,6 +23,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from compound_fer.data import landmarks
 from compound_fer.data.annotations import check_inside, read_landmarks  # noqa: F401 - re-exported
 from compound_fer.data.crop_options import (  # noqa: F401 - re-exported
     DEFAULT_IMAGE_SIZE,
@@ -387,8 +388,6 @@ def _run_jobs(jobs: list[FaceJob], *, workers: int, process: Callable[[FaceJob],
 
 def _worker_init() -> None:
     import cv2
-
-    from compound_fer.data import landmarks
 
     cv2.setNumThreads(1)
     landmarks._INSTANCES.clear()  # a detector graph copied by fork is not safe to use: build a fresh one

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from compound_fer import taxonomy
+from compound_fer.data.schemes import flip_points, get_scheme
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,6 @@ class FaceSet:
             if self.landmark_scheme is not None or self.landmarks_valid is not None:
                 raise ValueError("FaceSet.landmark_scheme / landmarks_valid given without landmarks")
             return
-        from compound_fer.data.schemes import get_scheme
 
         if self.landmark_scheme is None:
             raise ValueError("FaceSet.landmarks needs landmark_scheme (e.g. 'cfee78')")
@@ -117,8 +117,6 @@ class FaceSet:
     def mirrored(self) -> "FaceSet":
         """The faces flipped left-right: images and region masks mirrored, landmarks mirrored with their
         order permuted left <-> right (:func:`~compound_fer.data.schemes.flip_points`); AUs unchanged."""
-        from compound_fer.data.schemes import flip_points
-
         lm = self.landmarks
         if lm is not None:
             lm = torch.from_numpy(flip_points(lm.numpy(), self.landmark_scheme, self.image_size).astype(np.float32))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from compound_fer import taxonomy
 from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
+from compound_fer.data.delimited import decode
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (
@@ -26,6 +27,7 @@ from compound_fer.data.index import (
     pick_categories,
     walk_files,
 )
+from compound_fer.data.listfile import LAYOUTS, report_unknown
 from compound_fer.errors import DataError
 
 #: Subject id of the i-th file (sorted order) when no subjects.csv says otherwise.
@@ -36,7 +38,6 @@ def read_subjects(path: Path, root: Path) -> dict[str, int]:
     """subjects.csv (file,subject) -> {relative path or base name: subject id}. Non-integer subject
     names get ids in sorted name order."""
     rows: list[tuple[str, str]] = []
-    from compound_fer.data.delimited import decode
 
     try:
         reader = csv.DictReader(io.StringIO(decode(path)[0], newline=""))  # UTF-8, else cp1252 (one warning)
@@ -64,8 +65,6 @@ def scan_folder(root: str | os.PathLike, *, strict_classes: bool = False) -> Dat
     """List ``ROOT/<class>/*`` without decoding: files, categories, subjects, problems. Class folders
     matching no category are skipped with one warning each (``skipped_classes``), or refused when
     ``strict_classes``."""
-    from compound_fer.data.listfile import LAYOUTS, report_unknown
-
     root = check_root(root)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files, cats = [], []

@@ -15,9 +15,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from compound_fer import taxonomy
+from compound_fer.data.annotations import au_rows, faceset_landmarks, landmark_rows, read_landmarks
 from compound_fer.data.crop_options import CropOptions
+from compound_fer.data.faces import preprocess_faces
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport
+from compound_fer.data.landmark_checks import screen_rows, warn_unused
+from compound_fer.data.landmarks import usable_detector
 from compound_fer.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -122,8 +126,6 @@ def flag_zero_bytes(files: Sequence[str], problems: SkipReport) -> None:
 def build_annotated(index: DataIndex, *, pick: Sequence[int], extra_meta: dict, **kw: Any) -> FaceSet:
     """:func:`build_faceset` with the folder's own annotations: ``landmarks.csv`` (else the detector) and
     ``aus.csv`` (else no AUs) under the index root; ``kw``: build_faceset's crop and cache options."""
-    from compound_fer.data.annotations import au_rows, read_landmarks
-
     table = read_landmarks(index.landmarks) if index.landmarks is not None else None
     aus_csv = index.root / "aus.csv"
     aus = au_rows(aus_csv if aus_csv.is_file() else None, [index.files[i] for i in pick], index.root)
@@ -139,10 +141,6 @@ def build_faceset(index: DataIndex, *, crop: CropOptions, cache: bool, cache_dir
     ``landmarks``: a landmarks table (:func:`compound_fer.data.annotations.read_landmarks`); files
     without a row are placed by ``crop.detector`` (see :func:`compound_fer.data.faces.crop_face`)."""
     import torch
-
-    from compound_fer.data.annotations import faceset_landmarks, landmark_rows
-    from compound_fer.data.faces import preprocess_faces
-    from compound_fer.data.landmarks import usable_detector
 
     pick = list(index.usable() if pick is None else pick)
     files = [index.files[i] for i in pick]
@@ -210,7 +208,6 @@ def screen_landmarks(index: DataIndex, table, files: list[str], points: list, wh
     warnings for bad rows and rows naming no image (:mod:`compound_fer.data.landmark_checks`)."""
     if table is None:
         return list(range(len(files))), []
-    from compound_fer.data.landmark_checks import screen_rows, warn_unused
 
     warn_unused(table, index.files, index.root)
     bad = screen_rows(table, files, points, wheres)

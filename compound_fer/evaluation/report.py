@@ -18,7 +18,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from compound_fer.evaluation.metrics import harmonic_mean
+from compound_fer.evaluation import figures
+from compound_fer.evaluation.metrics import harmonic_mean, summarize_orders
 from compound_fer.evaluation.rows import BasicRow, ContinualRow, EpisodeRow, FewShotRow, Row, as_rows
 from compound_fer.io import write_json, write_text
 
@@ -54,8 +55,6 @@ def _continual_groups(rows: Sequence[Row | dict]) -> dict[str, list[ContinualRow
 
 def summarize(rows: Sequence[Row | dict]) -> dict[str, dict[str, Any]]:
     """Per (method, mode) summary over orders and seeds of the continual rows."""
-    from compound_fer.evaluation.metrics import summarize_orders
-
     out = {}
     for key, rs in _continual_groups(rows).items():
         s = summarize_orders([r.to_dict() for r in rs])
@@ -184,15 +183,11 @@ def _csv(rows: Sequence[dict]) -> str:
 
 def plot_step_curves(rows: Sequence[Row | dict], out: Path) -> list[str]:
     """Per method: best, average and worst class order, and all methods' means (evaluation/figures.py)."""
-    from compound_fer.evaluation import figures
-
     return figures.plot_step_curves(_continual_groups(rows), out)
 
 
 def plot_matrices(rows: Sequence[Row | dict], out: Path) -> list[str]:
     """Mean accuracy matrix per method, and the final confusion matrix of its first order (evaluation/figures.py)."""
-    from compound_fer.evaluation import figures
-
     return figures.plot_matrices(_continual_groups(rows), out)
 
 

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 
 from compound_fer import taxonomy
+from compound_fer.config import load_config
 from compound_fer.errors import DataError
+from compound_fer.explain.figures import panels_figure
+from compound_fer.explain.gradcam import compute_cams, predict
+from compound_fer.explain.pipeline import load_explained_faces
+from compound_fer.model_io import load_model
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,6 @@ def _one_subject(faces: Any, labels: Sequence[int]) -> list[int]:
 def _explain(model: torch.nn.Module, meta: dict, images: torch.Tensor, targets: Sequence[int], method: str
              ) -> tuple[np.ndarray, np.ndarray]:
     """(CAMs for ``targets``, predicted global labels) of ``images`` under ``model``."""
-    from compound_fer.explain.gradcam import compute_cams, predict
-
     order = [taxonomy.label_of(n) for n in meta["classes"]]
     x = _inputs(model, images)
     return (compute_cams(model, x, list(targets), method=method, class_order=order, progress=False),
@@ -67,11 +70,6 @@ def compound_components_figure(run_dir: str | Path, *, seed: int = 0, method: st
                                out: str | Path | None = None) -> list[Path]:
     """The figure (PNG + PDF, default ``run_dir/figures/gradcam_compound_components``) of the first
     few-shot compound with a saved model; [] when the run saved none."""
-    from compound_fer.config import load_config
-    from compound_fer.explain.figures import panels_figure
-    from compound_fer.explain.pipeline import load_explained_faces
-    from compound_fer.model_io import load_model
-
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     compounds = cfg.fewshot.compounds or taxonomy.compound_names()

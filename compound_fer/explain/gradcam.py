@@ -25,6 +25,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from compound_fer.models import FERModel
 from compound_fer.training.predict import predict as argmax_predict
 
 __all__ = [
@@ -360,7 +361,6 @@ def _class_order(model: nn.Module, class_order: Sequence[int] | None) -> list[in
 
 
 def _is_fer_model(model: nn.Module) -> bool:
-    from compound_fer.models import FERModel
 
     return isinstance(model, FERModel)
 

@@ -14,10 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from compound_fer import runner, taxonomy
+from compound_fer.config import ProtocolConfig, load_config
+from compound_fer.data.synthetic import generate
 from compound_fer.errors import ConfigError, DataError
 from compound_fer.explain import SPLIT_CHOICES
+from compound_fer.explain import figures as F
 from compound_fer.explain.gradcam import predict
+from compound_fer.explain.relationship import explain_classes, report_from_cams
+from compound_fer.io import provenance, write_json
 from compound_fer.labels import to_model_labels
+from compound_fer.model_io import load_model
+from compound_fer.models import build_model
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,6 @@ def train_synthetic_model(faces, *, epochs: int = 12, lr: float = 1e-3, batch_si
     Without BatchNorm the convs get He initialisation (PyTorch's default leaves such a net on a plateau
     for many epochs); horizontal flips augment. Seconds per epoch on one CPU thread for a few hundred 64 px faces.
     """
-    from compound_fer.models import build_model
-
     torch.manual_seed(seed)
     order = [int(c) for c in faces.class_labels]
     y = to_model_labels(faces.labels, order)
@@ -87,8 +93,6 @@ def load_explained_faces(data: Path | None, *, config: Any = None, split: str = 
         faces = load_faces(data, image_size=image_size)
         return faces, {"data": str(data), "split": "all", "images": len(faces),
                        "subjects": int(len(faces.subjects.unique()))}
-    from compound_fer import runner
-    from compound_fer.config import ProtocolConfig, load_config
 
     cfg = config if isinstance(config, ProtocolConfig) else load_config(config)
     overrides: dict[str, Any] = {"data": {"image_size": int(image_size)}}
@@ -141,8 +145,6 @@ def _subject_faces(cc, faces, subject: int | None) -> tuple[dict, dict, str]:
 def make_figures(cc, faces, report: dict[str, Any], out: Path, *, basic_labels, compound_labels,
                  subject: int | None = None, prefix: str = "gradcam") -> list[Path]:
     """All figures of one report: subject figure, mean-CAM grid, relationship heatmaps, region bars."""
-    from compound_fer.explain import figures as F
-
     written: list[Path] = []
     images, cams, who = _subject_faces(cc, faces, subject)
     written += F.subject_figure(images, cams, out / f"{prefix}_subject", basic_labels=basic_labels,
@@ -168,9 +170,6 @@ def synthetic_setup(*, classes: Sequence[str] | None = None, subjects: int = 20,
                     seed: int = 0) -> tuple[nn.Module, list[int], Any, dict[str, Any]]:
     """small_cnn trained on synthetic faces (nuisance off) and held-out subjects to explain:
     ``(model, class_order, faces, info)``."""
-    from compound_fer import taxonomy
-    from compound_fer.data.synthetic import generate
-
     names = list(classes) if classes else [*taxonomy.basic_names(), *taxonomy.compound_names()]
     train = generate(categories=names, n_subjects=subjects, per_subject=2, image_size=64, seed=seed, nuisance=False)
     faces = generate(categories=names, n_subjects=6, per_subject=2, image_size=64, seed=seed, subject_offset=10_000,
@@ -187,9 +186,6 @@ def saved_model_setup(model_path: Path, *, compound_models: Sequence[Path] = (),
                       config: Any = None, split: str = "all", seed: int = 0) -> tuple:
     """A saved model, the faces to explain (:func:`load_explained_faces`) and the few-shot models that
     explain their compounds: ``(model, class_order, faces, {compound label: (model, order)}, info)``."""
-    from compound_fer import taxonomy
-    from compound_fer.model_io import load_model
-
     model, meta = load_model(model_path)
     order = [taxonomy.label_of(n) for n in meta["classes"]]
     faces, faces_info = load_explained_faces(data, config=config, split=split, seed=seed,
@@ -211,10 +207,6 @@ def explain_and_report(model: nn.Module, faces: Any, order: Sequence[int], out: 
                        seed: int = 0) -> tuple[dict[str, Any], list[Path]]:
     """CAMs of the basic and compound classes present, the relationship report (``out/report.json``) and
     its figures in ``out``; returns ``(report, figure paths)``."""
-    from compound_fer import taxonomy
-    from compound_fer.explain.relationship import explain_classes, report_from_cams
-    from compound_fer.io import provenance, write_json
-
     out.mkdir(parents=True, exist_ok=True)
     present = set(int(c) for c in faces.class_labels) & set(order)
     basic = [c for c in (taxonomy.label_of(n) for n in taxonomy.basic_names()) if c in present]

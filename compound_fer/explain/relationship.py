@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from compound_fer import taxonomy
+from compound_fer.explain.gradcam import compute_cams
 from compound_fer.explain.regions import (
     Expected,
     expected_region_masks,
@@ -220,8 +221,6 @@ def explain_classes(
     ``label_models`` values are a model or ``(model, class_order)``: the reference explains each compound
     with the few-shot model that learned it. Images are explained in batches; models are left unchanged.
     """
-    from compound_fer.explain.gradcam import compute_cams
-
     fs = faceset if labels is None else faceset.where(labels=list(labels))
     if len(fs) == 0:
         raise ValueError(f"no faces of labels {list(labels or [])} in the face set")

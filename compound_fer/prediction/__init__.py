@@ -17,8 +17,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from compound_fer import taxonomy
 from compound_fer.errors import ConfigError
+from compound_fer.io import atomic_write
 from compound_fer.prediction.faces import collect_images, find_faces, preprocessing_of
+from compound_fer.prediction.model import classify, write_overlays
 
 __all__ = ["CSV_COLUMNS", "Prediction", "predict", "write_csv"]
 
@@ -63,7 +66,6 @@ def _load(model_or_path: Any) -> tuple[Any, dict, Path | None]:
     if order is None:
         raise ConfigError("predict: give a saved model's path, a (model, meta) pair from model_io.load_model, or a "
                           "model with class_order (the global label of each output column)")
-    from compound_fer import taxonomy
 
     meta = {"classes": [taxonomy.name_of(int(c)) for c in order],
             "image_size": int(getattr(model_or_path, "image_size", 0) or 0)}
@@ -88,7 +90,6 @@ def predict(model_or_path: Any, images_or_paths: Any, *, top_k: int = 3, gradcam
     faces = find_faces(items, settings, roots=roots, progress=progress, landmarks=landmarks)
     found = faces.found()
     names = [str(c) for c in meta["classes"]]
-    from compound_fer.prediction.model import classify, write_overlays
 
     probs, x = classify(model, faces, found, names=names, batch_size=batch_size)
     overlays = (write_overlays(model, x, probs, faces, found, items, names=names, out=Path(gradcam),
@@ -121,6 +122,5 @@ def write_csv(predictions: Iterable[Prediction], path: str | os.PathLike | None 
     if path is None:
         write(stream)
         return None
-    from compound_fer.io import atomic_write
 
     return atomic_write(path, write)

@@ -13,6 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from compound_fer import taxonomy
+from compound_fer.data.geometry import feature_count, geometry_features
+from compound_fer.data.schemes import SCHEMES
+from compound_fer.errors import WeightsError
+from compound_fer.explain.figures import overlay
+from compound_fer.explain.gradcam import compute_cams
+from compound_fer.io import atomic_write
 from compound_fer.prediction.faces import FoundFaces
 
 log = logging.getLogger(__name__)
@@ -22,17 +29,12 @@ __all__ = ["classify", "face_geometry", "write_overlays"]
 
 def _scheme_of_features(n: int) -> str | None:
     """The landmark scheme whose geometry vector has ``n`` features (None when none has)."""
-    from compound_fer.data.geometry import feature_count
-    from compound_fer.data.schemes import SCHEMES
-
     return next((name for name in SCHEMES if feature_count(name) == n), None)
 
 
 def face_geometry(model: nn.Module, faces: FoundFaces, found: Sequence[int]) -> torch.Tensor:
     """(K, F) geometry of the found faces for a landmark-fused model; NaN rows (the training mean: the
     pixels decide, as for test faces in training) where a face has no landmarks of the model's scheme."""
-    from compound_fer.data.geometry import geometry_features
-
     n = model.geometry.dim
     scheme = _scheme_of_features(n)
     out = torch.full((len(found), n), float("nan"))
@@ -50,8 +52,6 @@ def classify(model: nn.Module, faces: FoundFaces, found: Sequence[int], *, names
              batch_size: int = 64) -> tuple[np.ndarray, torch.Tensor]:
     """(K, C) class probabilities (softmax, output columns in ``names`` order) of the found faces, and the
     model inputs they came from (float in [0, 1], packed with the geometry for a fused model)."""
-    from compound_fer.errors import WeightsError
-
     size = faces.crop[found[0]].shape[-1] if found else 1
     x = (torch.from_numpy(np.stack([faces.crop[i] for i in found])).float().div_(255.0) if found
          else torch.zeros(0, 3, size, size))
@@ -92,8 +92,6 @@ def _panel(face: np.ndarray, cam: np.ndarray, caption: str) -> np.ndarray:
     """The face beside its CAM overlay, enlarged to at least 160 px high, with a caption below (RGB uint8)."""
     import cv2
 
-    from compound_fer.explain.figures import overlay
-
     rgb = np.ascontiguousarray(face.transpose(1, 2, 0))
     pair = np.concatenate([rgb, overlay(rgb, cam)], axis=1)
     k = max(1, math.ceil(160 / rgb.shape[0]))
@@ -108,10 +106,6 @@ def write_overlays(model: nn.Module, x: torch.Tensor, probs: np.ndarray, faces: 
                    progress: bool = True) -> dict[int, str]:
     """One PNG per found face in ``out`` (the face and its CAM for the predicted class); {position: path}."""
     import cv2
-
-    from compound_fer import taxonomy
-    from compound_fer.explain.gradcam import compute_cams
-    from compound_fer.io import atomic_write
 
     order = [taxonomy.label_of(n) for n in names]
     best = probs.argmax(1)

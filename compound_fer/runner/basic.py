@@ -9,15 +9,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compound_fer import distributed as dist
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
+from compound_fer.data.augment import make_augment
 from compound_fer.data.faceset import FaceSet
 from compound_fer.errors import ConfigError, DataError, WeightsError, brief_load_error
+from compound_fer.features import PickView
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
+from compound_fer.model_io import load_state_dict, save_model
+from compound_fer.models import build_model
+from compound_fer.prediction.faces import PREPROCESS_KEYS
 from compound_fer.runner.dataset import Splits
 from compound_fer.seeding import seed_everything
-from compound_fer.training.auxiliary import describe
+from compound_fer.training.auxiliary import AuxiliaryTargets, describe
+from compound_fer.training.basic import BasicLoop, accuracy, train_basic
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +36,11 @@ def basic_labels(cfg: ProtocolConfig) -> tuple[int, ...]:
 
 def preprocess_meta(cfg: ProtocolConfig) -> dict:
     """How the config makes its faces (the ``data`` crop keys), for a saved model's metadata."""
-    from compound_fer.prediction.faces import PREPROCESS_KEYS
-
     return cfg.data.model_dump(include=set(PREPROCESS_KEYS))
 
 
 def build_basic_model(cfg: ProtocolConfig, num_classes: int) -> nn.Module:
     """The config's model with ``num_classes`` outputs (not trained)."""
-    from compound_fer.models import build_model
-
     return build_model(cfg.model.backbone, num_classes=num_classes, pretrained=cfg.model.pretrained,
                        head=cfg.model.head, dropout=cfg.model.dropout, image_size=cfg.data.image_size)
 
@@ -46,8 +49,6 @@ def _load_saved(model: nn.Module, weights: Path, expected: dict) -> dict | None:
     """The saved basic model's info (weights loaded into ``model``), or None when absent or unusable.
     A model made with other ``expected`` settings (image size, backbone, head) is refused, naming them:
     its weights would load, and silently score another input size."""
-    from compound_fer.model_io import load_state_dict
-
     meta_path = weights.with_suffix(".json")
     if not (weights.is_file() and meta_path.is_file()):
         return None
@@ -71,9 +72,6 @@ def _load_saved(model: nn.Module, weights: Path, expected: dict) -> dict | None:
 def _training_views(cfg: ProtocolConfig, splits: Splits, parts: tuple, model: nn.Module, inputs: Inputs | None):
     """(network, train x, val x, test x, augment) of the basic classes (``parts``: their FaceSets):
     cached maps or images."""
-    from compound_fer.data.augment import make_augment
-    from compound_fer.features import PickView
-
     labels = torch.as_tensor(basic_labels(cfg))
     if inputs is not None and inputs.cached:
         if cfg.basic.trainable == "all":
@@ -92,7 +90,6 @@ def _auxiliary(cfg: ProtocolConfig, model: nn.Module, train: FaceSet, *, cached:
         return None
     if cached:
         raise ConfigError("basic.aux_geometry / aux_aus train the image branch: they need basic.trainable: all")
-    from compound_fer.training.auxiliary import AuxiliaryTargets
 
     return AuxiliaryTargets(in_features=model.tail_dim, faces=train, geometry_weight=cfg.basic.aux_geometry,
                             au_weight=cfg.basic.aux_aus)
@@ -106,10 +103,6 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     With cached ``inputs`` (maps of the pretrained trunk; only valid when the trunk stays frozen,
     ``basic.trainable`` = tail_head or head) the basic phase trains on the maps too: ~10x faster on CPU.
     """
-    from compound_fer import distributed as dist
-    from compound_fer.model_io import save_model
-    from compound_fer.training.basic import BasicLoop, accuracy, train_basic
-
     labels = basic_labels(cfg)
     seed_everything(seed)  # before building: the head's (and an unpretrained trunk's) init is seeded too
     model = model if model is not None else build_basic_model(cfg, len(labels))

@@ -15,6 +15,7 @@ import numpy as np
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
 from compound_fer.data.faceset import FaceSet
+from compound_fer.data.images import find_duplicates
 from compound_fer.errors import ConfigError, DataError
 from compound_fer.runner.dataset import split_indices
 
@@ -145,8 +146,6 @@ def _check_test_folder(cfg: ProtocolConfig, test_faces: FaceSet, needs: Needs) -
 
 def _check_apart(faces: FaceSet, test_faces: FaceSet, root: str, test_root: str) -> None:
     """No test image is a training image: the same file (links resolved) or the same bytes."""
-    from compound_fer.data.images import find_duplicates
-
     train = {os.path.realpath(f) for f in faces.sources if os.path.isfile(f)}
     test = {os.path.realpath(f) for f in test_faces.sources if os.path.isfile(f)}
     pairs = [(f, f) for f in sorted(train & test)]

@@ -9,8 +9,10 @@ import numpy as np
 
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
+from compound_fer.data import splits as sp
 from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.faceset import FaceSet
+from compound_fer.data.load import load_faces
 from compound_fer.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ def load_dataset(cfg: ProtocolConfig, *, path: str | None = None, progress: bool
         s = cfg.data.synthetic
         return generate(categories=names, n_subjects=s.n_subjects, per_subject=s.per_subject,
                         image_size=cfg.data.image_size, seed=s.seed, progress=progress)
-    from compound_fer.data.load import load_faces
 
     root = path or cfg.data.path
     faces = load_faces(root, **CropOptions.from_data_config(cfg.data).reader_kwargs(), progress=progress,
@@ -54,8 +55,6 @@ def split_indices(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, external: b
     subject-disjoint train/val/test (strict), train/val only (``external``: another folder tests), or the
     reference folds (test is val); ``evaluation.scored: validation`` scores the validation part;
     ``evaluation.train_subjects_fraction`` < 1 (strict) keeps a seeded share of the training subjects."""
-    from compound_fer.data import splits as sp
-
     subjects, labels = faces.subjects.numpy(), faces.labels.numpy()
     ev = cfg.evaluation
     if external:
@@ -73,8 +72,6 @@ def split_indices(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, external: b
 
 def make_splits(cfg: ProtocolConfig, faces: FaceSet, *, seed: int, test_faces: FaceSet | None = None) -> Splits:
     """strict: subject-disjoint train/val/test, or an external test set; reference: val fold doubles as test."""
-    from compound_fer.data import splits as sp
-
     subjects = faces.subjects.numpy()
     ev = cfg.evaluation
     if test_faces is not None:  # strict mode (runner/plan.py checks it)

@@ -15,21 +15,22 @@ from torch import nn
 
 from compound_fer.config import ProtocolConfig
 from compound_fer.data.faceset import FaceSet
+from compound_fer.data.geometry import geometry_features
 from compound_fer.errors import ConfigError, DataError
+from compound_fer.features import PickView
 from compound_fer.fusion import GeometryEncoder, pack, standardiser
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.dataset import Splits
 from compound_fer.seeding import seed_everything
+from compound_fer.training.basic import BasicLoop, accuracy, train_basic
 
 log = logging.getLogger(__name__)
 
 
 def face_geometry(faces: FaceSet) -> torch.Tensor:
     """(N, F) geometry features of every face (NaN rows where a face has no landmarks)."""
-    from compound_fer.data.geometry import geometry_features
-
     if faces.landmarks is None or faces.landmark_scheme is None:
         root = faces.meta.get("root", "the data")
         raise DataError(f"{root}: model.geometry: landmarks needs faces with landmarks (the CFEE release's "
@@ -57,9 +58,6 @@ def fuse_geometry(cfg: ProtocolConfig, model: nn.Module, splits: Splits, inputs:
                   progress: bool = True) -> tuple[Inputs, dict]:
     """Attach geometry to ``model`` (in place), train its new head on the basic classes; returns the packed
     inputs and an info dict (validation and test accuracy of the fused basic model, missing landmarks)."""
-    from compound_fer.features import PickView
-    from compound_fer.training.basic import BasicLoop, accuracy, train_basic
-
     if not inputs.cached:
         raise ConfigError("model.geometry: landmarks needs cache_trunk: true (the fused head trains on cached maps)")
     geo = {name: face_geometry(getattr(splits, name)) for name in ("train", "val")}

@@ -16,23 +16,21 @@ from torch.nn import functional as F
 
 from compound_fer import taxonomy
 from compound_fer.data.faceset import FaceSet
+from compound_fer.data.geometry import geometry_features
+from compound_fer.data.schemes import flip_points
+from compound_fer.data.synthetic import prototype_aus
 from compound_fer.errors import ConfigError
+from compound_fer.fusion import standardiser
 
 
 def class_prototype_aus(labels: Tensor) -> Tensor:
     """(N, len(ACTION_UNITS)) targets: 1 for each prototypical AU of the face's class, else 0."""
-    from compound_fer.data.synthetic import prototype_aus
-
     rows = {c: prototype_aus(taxonomy.CATEGORIES[c].name, intensity=1.0) for c in set(labels.tolist())}
     return torch.from_numpy(np.stack([rows[c] for c in labels.tolist()])).float()
 
 
 def _geometry_targets(faces: FaceSet) -> tuple[Tensor, Tensor]:
     """Standardised geometry of each face as is and mirrored (N, F) x 2 (NaN where landmarks are missing)."""
-    from compound_fer.data.geometry import geometry_features
-    from compound_fer.data.schemes import flip_points
-    from compound_fer.fusion import standardiser
-
     lm = faces.landmarks.numpy()
     g = torch.from_numpy(geometry_features(lm, faces.landmark_scheme))
     gf = torch.from_numpy(geometry_features(flip_points(lm, faces.landmark_scheme, faces.image_size),

@@ -21,7 +21,6 @@ from compound_fer import taxonomy
 from compound_fer.errors import ConfigError
 from compound_fer.io import atomic_write
 from compound_fer.prediction.faces import collect_images, find_faces, preprocessing_of
-from compound_fer.prediction.model import classify, write_overlays
 
 __all__ = ["CSV_COLUMNS", "Prediction", "predict", "write_csv"]
 
@@ -90,6 +89,7 @@ def predict(model_or_path: Any, images_or_paths: Any, *, top_k: int = 3, gradcam
     faces = find_faces(items, settings, roots=roots, progress=progress, landmarks=landmarks)
     found = faces.found()
     names = [str(c) for c in meta["classes"]]
+    from compound_fer.prediction.model import classify, write_overlays  # torch: imported when predicting
 
     probs, x = classify(model, faces, found, names=names, batch_size=batch_size)
     overlays = (write_overlays(model, x, probs, faces, found, items, names=names, out=Path(gradcam),

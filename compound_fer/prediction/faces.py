@@ -18,15 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compound_fer.data.annotations import landmark_rows, read_landmarks
 from compound_fer.data.crop_options import CropOptions
-from compound_fer.data.faces import NoFace, crop_face, preprocess_faces
-from compound_fer.data.images import IMAGE_SUFFIXES, MAX_SIDE, is_image_file, read_image
-from compound_fer.data.index import walk_files
-from compound_fer.data.landmarks import usable_detector
 from compound_fer.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+# The data modules are imported inside the functions: the package facade (``compound_fer.predict``) and
+# ``compound-fer predict --help`` import this module, and data.faceset brings torch.
 
 __all__ = ["FoundFaces", "Preprocessing", "collect_images", "find_faces", "preprocessing_of"]
 #: The crop settings a model's metadata records under ``preprocess`` (the config's ``data`` keys).
@@ -91,6 +88,9 @@ def collect_images(inputs: Any) -> tuple[list[Any], list[Path | None]]:
     """(items, roots): files, the image files under folders (recursively, sorted) and in-memory images, in
     order, with the folder each file was given by (its landmarks.csv applies; None for arrays). DataError
     naming a path that does not exist or a folder without images."""
+    from compound_fer.data.images import IMAGE_SUFFIXES, is_image_file
+    from compound_fer.data.index import walk_files
+
     single = isinstance(inputs, (str, os.PathLike, np.ndarray)) or hasattr(inputs, "getbands")
     items: list[Any] = []
     roots: list[Path | None] = []
@@ -120,6 +120,8 @@ def _landmarks_for(files: list[str], roots: list[Path], landmarks: str | os.Path
                    ) -> tuple[list, list[str], list[str]]:
     """Per file: its landmarks (None without a row), where they come from, and their scheme. The table is
     ``landmarks``, else the ``landmarks.csv`` of the folder the file was given by (as the data readers)."""
+    from compound_fer.data.annotations import landmark_rows, read_landmarks
+
     tables: dict[Path, Any] = {}
 
     def table_of(root: Path) -> Any:
@@ -146,6 +148,8 @@ def _landmarks_for(files: list[str], roots: list[Path], landmarks: str | os.Path
 def detector_for(settings: Preprocessing) -> str | None:
     """The offline detector for faces without landmark rows: the training's; a model trained on landmark
     files only (method 'landmarks', no detector) gets the default one, so new photos can still be placed."""
+    from compound_fer.data.landmarks import usable_detector
+
     if settings.source == "synthetic":
         return None
     name = settings.landmark_detector
@@ -170,6 +174,8 @@ def _whole_frame(image: np.ndarray, size: int) -> np.ndarray:
 def _as_rgb(image: Any, where: str) -> np.ndarray:
     """An in-memory image (PIL, or an (H, W) / (H, W, 3|4) array, uint8 or float in [0, 1]) as uint8 RGB,
     downscaled to MAX_SIDE as files are."""
+    from compound_fer.data.images import MAX_SIDE
+
     if hasattr(image, "getbands"):  # a PIL image
         image = np.asarray(image.convert("RGB"))
     a = np.asarray(image)
@@ -209,6 +215,8 @@ class FoundFaces:
 def _crop_files(faces: FoundFaces, idx: list[int], files: list[str], roots: list[Path], settings: Preprocessing, *,
                 detector: str | None, progress: bool, landmarks: str | os.PathLike | None) -> None:
     """Crop the files (at input positions ``idx``) with the training pipeline, uncached."""
+    from compound_fer.data.faces import preprocess_faces
+
     points, rows, schemes = _landmarks_for(files, roots, landmarks)
     for scheme in sorted(set(schemes)):  # one call per landmark scheme (a call takes one)
         part = [j for j, s in enumerate(schemes) if s == scheme]
@@ -228,6 +236,7 @@ def _crop_one(faces: FoundFaces, i: int, image: np.ndarray, settings: Preprocess
     if settings.source == "synthetic":
         faces.crop[i], faces.how[i] = _whole_frame(image, settings.image_size).transpose(2, 0, 1), "whole image"
         return
+    from compound_fer.data.faces import crop_face
 
     fc = crop_face(image, method=settings.face_method, size=settings.image_size, margin=settings.face_margin,
                    detector=detector, no_face=settings.no_face)
@@ -239,6 +248,9 @@ def find_faces(items: Sequence[Any], settings: Preprocessing, *, roots: Sequence
                progress: bool = True, landmarks: str | os.PathLike | None = None) -> FoundFaces:
     """Every input's face as the model's training faces were made (files: the training pipeline itself;
     arrays and synthetic-trained models: the same crop, one image at a time), or why it has none."""
+    from compound_fer.data.faces import NoFace
+    from compound_fer.data.images import read_image
+
     faces = FoundFaces(len(items))
     detector = detector_for(settings)
     by_file = settings.source != "synthetic"

@@ -51,4 +51,4 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) .cache site
+	rm -rf $(VENV) .cache site docs/javascripts/vendor

@@ -72,7 +72,7 @@ def test_every_learner_separates_well_apart_classes_from_one_shot(name):
         learner("maml")
 
 
-def test_protocol_writes_episode_rows_and_the_results_table(tmp_path):
+def test_protocol_writes_episode_rows_and_the_results_table(tmp_path, caplog):
     from compound_fer.config import parse_config
     from compound_fer.runner import run_protocol
 
@@ -82,15 +82,18 @@ def test_protocol_writes_episode_rows_and_the_results_table(tmp_path):
         "model": {"backbone": "small_cnn", "pretrained": False},
         "basic": {"epochs": 1, "batch_size": 32},
         "continual": {"methods": [], "trainable": "head", "augment_views": 1},
-        "fewshot": {"enabled": True, "shots": [], "episodes": {"enabled": True, "count": 30, "shots": [1],
+        "fewshot": {"enabled": True, "shots": [], "episodes": {"enabled": True, "count": 30, "shots": [1, 50],
                                                                "queries": 2}},
         "threads": 1, "loggers": [],
     })
-    rows = run_protocol(cfg, out_dir=tmp_path, progress=False)
+    with caplog.at_level("WARNING"):
+        rows = run_protocol(cfg, out_dir=tmp_path, progress=False)
     assert sorted(r["learner"] for r in rows if r["kind"] == "episodes") == ["component_finetune", "kept", "ncm"]
+    assert "5-way 50-shot" in caplog.text and "skipped" in caplog.text  # too few faces: left out, run stands
     table = json.loads((tmp_path / "results.json").read_text())["episodes"]
     assert {e["learner"] for e in table} == {"ncm", "component_finetune", "kept"}
     assert all(e["episodes"] == 30 and 0 <= e["accuracy_mean"] <= 1 and e["accuracy_ci95"] >= 0 for e in table)
     assert "N-way K-shot" in (tmp_path / "results.md").read_text()
-    again = run_protocol(cfg, out_dir=tmp_path, progress=False, resume=True)  # rows kept, not recomputed
-    assert [r for r in again if r["kind"] == "episodes"] == [r for r in rows if r["kind"] == "episodes"]
+    again = run_protocol(cfg, out_dir=tmp_path, progress=False, resume=True)  # the same seeded episodes
+    scores = lambda rs: {(r["learner"], r["shots"]): r["accuracy_mean"] for r in rs if r["kind"] == "episodes"}  # noqa: E731
+    assert scores(again) == scores(rows)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
+from compound_fer.errors import ConfigError
 from compound_fer.evaluation.episodes import episode_accuracy, sample_episodes, summarise_episodes
 from compound_fer.evaluation.rows import EpisodeRow
 from compound_fer.inputs import Inputs
@@ -71,8 +72,12 @@ def run_episodes(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits,
     compounds = sorted(head.components)
     rows = []
     for shots in spec.shots:
-        episodes = sample_episodes(test_y, compounds, ways=spec.ways, shots=shots, queries=spec.queries,
-                                   count=spec.count, seed=spec.seed + 1000 * seed)
+        try:
+            episodes = sample_episodes(test_y, compounds, ways=spec.ways, shots=shots, queries=spec.queries,
+                                       count=spec.count, seed=spec.seed + 1000 * seed)
+        except ConfigError as err:  # a small scored split: the rest of the run stands, the row is left out
+            log.warning("%s: these episodes are skipped (fewshot.episodes)", err)
+            continue
         for name in spec.learners:
             fit, t0, accs = learner(name), time.perf_counter(), []
             for e in tqdm(episodes, desc=f"episodes {name} {shots}-shot", disable=not progress, leave=False):

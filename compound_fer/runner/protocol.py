@@ -125,14 +125,16 @@ def _episode_stage(cfg: ProtocolConfig, *, basic_model, splits, inputs, seed: in
                    resume: bool, progress: bool) -> list[Row]:
     """N-way K-shot episodes (runner/episodes.py), one row file per learner and K (kept on resume)."""
     spec = cfg.fewshot.episodes
-    paths = [out_dir / "rows" / f"episodes_seed{seed}_{name}_{k}shot.json"
-             for k in spec.shots for name in spec.learners]
-    done = [read_row(p) for p in paths] if resume else []
+
+    def path(learner: str, shots: int) -> Path:
+        return out_dir / "rows" / f"episodes_seed{seed}_{learner}_{shots}shot.json"
+
+    done = [read_row(path(name, k)) for k in spec.shots for name in spec.learners] if resume else []
     if done and all(d is not None for d in done):
         return [row_from_dict(d) for d in done]
     rows = run_episodes(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, progress=progress)
-    for path, row in zip(paths, rows):
-        write_json(path, row.to_dict())
+    for row in rows:
+        write_json(path(row.learner, row.shots), row.to_dict())
     return list(rows)
 
 

@@ -61,7 +61,8 @@ def summarise(rows: list[dict], *, fraction: float) -> dict:
 
 
 def plot_curve(fractions: dict[str, dict], path: Path) -> Path:
-    """Overall Accuracy (%) against training subjects (log2 axis), one line per method; written atomically."""
+    """Overall Accuracy (%) per method and the basic model's test accuracy (the representation, which is what
+    more subjects improve) against training subjects (log2 axis), on one full-range axis; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -78,14 +79,16 @@ def plot_curve(fractions: dict[str, dict], path: Path) -> Path:
             pts = [(e["train_subjects"], 100 * e["methods"][m]["overall_accuracy"]) for e in entries
                    if m in e["methods"]]
             ax.plot(*zip(*pts), label=LABELS.get(m, m), **{**styles[m], "markersize": 6})
+        ax.plot([e["train_subjects"] for e in entries], [100 * e["basic_test_accuracy"] for e in entries],
+                color="0.45", linestyle="--", marker="s", markersize=5, label="basic model (7 classes, test accuracy)")
         subjects = [e["train_subjects"] for e in entries]
         ax.set_xscale("log", base=2)
         ax.set_xticks(subjects, [f"{e['train_subjects']}\n({100 * e['fraction']:g}%)" for e in entries])
         ax.minorticks_off()
-        ax.set(xlabel="training subjects (share of the strict split's)", ylabel="Overall Accuracy (%)",
+        ax.set(xlabel="training subjects (share of the strict split's)", ylabel="accuracy (%)", ylim=(0, 100),
                title="Accuracy on held-out test subjects")
         ax.grid(alpha=0.3)
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, loc="lower right")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
         os.close(fd)

@@ -31,7 +31,8 @@ def _phase_seconds(out: Path) -> dict:
     orders = [r.get("seconds") or 0.0 for r in rows if r["kind"] == "continual"]
     return {"basic_seconds": round(basic, 1), "trunk_cache_seconds": round(trunk, 1),
             "continual_seconds_per_order": [round(s, 1) for s in orders],
-            "fewshot_episodes": sum(r["kind"] == "fewshot" for r in rows)}
+            "fewshot_episodes": sum(r["kind"] == "fewshot" for r in rows),  # few-shot runs (one per class and K)
+            "nway_episodes": sum(r.get("episodes") or 0 for r in rows if r["kind"] == "episodes")}
 
 
 def time_config(name: str, *, threads: int, work: Path) -> dict:

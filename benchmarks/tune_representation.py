@@ -132,6 +132,9 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
        for t in (0.5, 1.5, 2.0)},
     **{f"episodes steps {n} lr {lr}": {"fewshot": {"episodes": {"enabled": True, "steps": n, "lr": lr}}}
        for n, lr in ((50, 1e-3), (100, 1e-2), (25, 1e-2))},
+    # which ranks PSMR's memory keeps (training/predictive_sorting.Pick); "as shipped" is top
+    **{f"memory: {pick}": {"continual": {"method_options": {"kdpsmr": {"selection": pick}}}}
+       for pick in ("spread", "random")},
     "fewshot bias: logit_adjustment + weight_aligning": {
         "fewshot": {"bias_correction": ["logit_adjustment", "weight_aligning"]}},
     "landmarks x0.5 + component init": {

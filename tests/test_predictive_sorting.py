@@ -15,6 +15,7 @@ from compound_fer.training.predictive_sorting import (
     PredictiveSortingSelection,
     PSMRBuffer,
     PSMRPlugin,
+    spread_order,
 )
 
 
@@ -194,3 +195,39 @@ def test_plugin_reproduces_reference_schedule():
         want = _brute_top(model_at, x[idx], y[idx], m)  # basic classes by the basic model, later by the step's model
         got = stored_rows(c)
         assert all(torch.equal(g, x[idx][w]) for g, w in zip(got, want)), f"class {c}"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 37, 64])
+def test_spread_order_is_a_permutation_whose_prefixes_span_the_ranking(n):
+    order = spread_order(n)
+    assert sorted(order) == list(range(n))
+    for m in range(1, n + 1):  # any first m: one from each of m equal bands of the ranking, within one band
+        prefix = sorted(order[:m])
+        assert prefix[0] == 0
+        assert max(b - a for a, b in zip([-1, *prefix], [*prefix, n])) <= 2 * n / m + 1
+
+
+def test_selection_pick_top_spread_random():
+    model = _mlp(5)
+    x, y, data = _data()
+    cls = (y == 1).nonzero().flatten().tolist()
+    sub = data.subset(cls)
+    strategy = SimpleNamespace(model=model, eval_mb_size=16, device="cpu")
+    top = PredictiveSortingSelection(pick="top").make_sorted_indices(strategy, sub)
+    spread = PredictiveSortingSelection(pick="spread").make_sorted_indices(strategy, sub)
+    rand = PredictiveSortingSelection(pick="random", seed=3).make_sorted_indices(strategy, sub)
+    assert spread == [top[r] for r in spread_order(len(top))]
+    assert spread[:2] == [top[0], top[len(top) // 2]]  # the best face, then the median one
+    assert sorted(rand) == sorted(top) and rand != top
+    assert rand == PredictiveSortingSelection(pick="random", seed=3).make_sorted_indices(strategy, sub)  # seeded
+    with pytest.raises(ConfigError, match="'top', 'spread' or 'random'"):
+        PredictiveSortingSelection(pick="easiest")
+
+
+def test_kdpsmr_selection_option_reaches_the_memory_and_is_checked():
+    from compound_fer.training.registry import make_strategy
+
+    strat = make_strategy("kdpsmr", model=_mlp(5), selection="spread")
+    assert strat.psmr.selection.pick == "spread"
+    with pytest.raises(ConfigError, match="selection"):
+        make_strategy("kdpsmr", model=_mlp(5), selection="easiest")

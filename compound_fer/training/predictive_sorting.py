@@ -27,6 +27,10 @@ from compound_fer.memory import memory_budget
 
 Score = Literal["logit", "probability"]
 Mode = Literal["grow", "limit"]
+#: Which ranks a class's memory keeps: ``top`` (the paper's: the most confident first), ``spread`` (ranks
+#: evenly across the ranking, so any first m span easy to hard), ``random`` (a seeded shuffle: the ranking
+#: ignored, as GDumb's memory). Lists are cut from the end, so the order is the choice.
+Pick = Literal["top", "spread", "random"]
 
 
 @torch.no_grad()
@@ -60,13 +64,47 @@ def sort_by_score(scores: Tensor) -> list[int]:
     return torch.sort(scores, descending=True, stable=True).indices.tolist()
 
 
-class PredictiveSortingSelection(ExemplarsSelectionStrategy):
-    """Rank a class's images by the current model's score of their true class, most confident first."""
+def spread_order(n: int) -> list[int]:
+    """Ranks 0..n-1 in an order whose every prefix spreads evenly over the ranking: the k-th pick is the
+    rank at quantile vdc(k) (van der Corput: 0, 1/2, 1/4, 3/4, ...), repeats skipped.
+    ``spread_order(4) == [0, 2, 1, 3]``."""
+    def vdc(k: int) -> float:
+        x, f = 0.0, 0.5
+        while k:
+            x, k, f = x + f * (k & 1), k >> 1, f / 2
+        return x
 
-    def __init__(self, *, score: Score = "logit", batch_size: int | None = None) -> None:
+    if n <= 0:
+        return []
+    seen: dict[int, None] = {}
+    for k in range(1 << max(n - 1, 0).bit_length()):  # 2^b >= n quantiles reach every rank
+        seen.setdefault(int(vdc(k) * n), None)
+    return list(seen)
+
+
+def pick_order(ranked: list[int], pick: Pick, *, generator: torch.Generator | None = None) -> list[int]:
+    """``ranked`` (best first) reordered so that its first m are the memory ``pick`` asks for."""
+    if pick == "top":
+        return list(ranked)
+    if pick == "spread":
+        return [ranked[r] for r in spread_order(len(ranked))]
+    if pick == "random":
+        return [ranked[i] for i in torch.randperm(len(ranked), generator=generator).tolist()]
+    raise ConfigError(f"PSMR selection must be 'top', 'spread' or 'random', got {pick!r}")
+
+
+class PredictiveSortingSelection(ExemplarsSelectionStrategy):
+    """Rank a class's images by the current model's score of their true class, most confident first
+    (``pick="top"``, the paper's); ``spread`` and ``random`` keep other ranks (see :data:`Pick`)."""
+
+    def __init__(self, *, score: Score = "logit", batch_size: int | None = None, pick: Pick = "top",
+                 seed: int = 0) -> None:
         if score not in ("logit", "probability"):
             raise ConfigError(f"PSMR score must be 'logit' or 'probability', got {score!r}")
+        pick_order([], pick)  # refuse an unknown pick now, not at the first store
         self.score: Score = score
+        self.pick: Pick = pick
+        self.generator = torch.Generator().manual_seed(seed)
         self.batch_size = batch_size
         self.last_scores: Tensor | None = None
 
@@ -76,7 +114,7 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
         scores = true_class_scores(strategy.model, data, score=self.score, batch_size=bs,
                                    device=getattr(strategy, "device", "cpu"))
         self.last_scores = scores
-        return sort_by_score(scores)
+        return pick_order(sort_by_score(scores), self.pick, generator=self.generator)
 
 
 def _class_indices(data) -> dict[int, list[int]]:
@@ -198,7 +236,7 @@ class PSMRPlugin(SupervisedPlugin):
     def __init__(self, *, quota: int | None = None, memory_fraction: float = DEFAULT_MEMORY_FRACTION,
                  num_classes_total: int | None = None, total_train_images: int | None = None,
                  mode: Mode = "grow", max_size: int | None = None, score: Score = "logit",
-                 new_class_samples: int | None = None, seed: int = 0) -> None:
+                 selection: Pick = "top", new_class_samples: int | None = None, seed: int = 0) -> None:
         super().__init__()
         if mode not in ("grow", "limit"):
             raise ConfigError(f"PSMR memory mode must be 'grow' or 'limit', got {mode!r}")
@@ -215,7 +253,7 @@ class PSMRPlugin(SupervisedPlugin):
         self.num_classes_total = num_classes_total
         self.mode: Mode = mode
         self.max_size = max_size
-        self.selection = PredictiveSortingSelection(score=score)
+        self.selection = PredictiveSortingSelection(score=score, pick=selection, seed=seed)
         self.new_class_samples = new_class_samples
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer: PSMRBuffer | None = None

@@ -23,7 +23,7 @@ from compound_fer.training.distillation import DistillationPlugin, Padding, Teac
 from compound_fer.training.entry import KDOptions, MethodOptions, StrategyArgs, register
 from compound_fer.training.head_check import HeadSizeCheck
 from compound_fer.training.optim import make_optimizer
-from compound_fer.training.predictive_sorting import DEFAULT_MEMORY_FRACTION, Mode, PSMRPlugin, Score
+from compound_fer.training.predictive_sorting import DEFAULT_MEMORY_FRACTION, Mode, Pick, PSMRPlugin, Score
 from compound_fer.training.template import template_kwargs
 
 
@@ -43,6 +43,8 @@ class PSMROptions(MethodOptions):
                                           "training images (instead of quota)")
     memory_mode: Mode = Field("grow", description="grow or limit (continual.memory_mode)")
     score: Score = Field("logit", description="how PSMR ranks a class's images for the memory (logit)")
+    selection: Pick = Field("top", description="which ranks the memory keeps: top (the paper's, most confident), "
+                            "spread (easy to hard) or random")
     total_train_images: int | None = Field(None, ge=1, description="training images the memory_fraction refers to")
     max_size: int | None = Field(None, ge=1, description="memory limit in images in limit mode (default mem_size)")
 
@@ -116,6 +118,7 @@ class KDPSMR(SupervisedTemplate):
         memory_mode: Mode = "grow",
         max_size: int | None = None,
         score: Score = "logit",
+        selection: Pick = "top",
         seed: int = 0,
     ) -> None:
         if eval_mb_size is None or eval_mb_size < 1:
@@ -131,7 +134,8 @@ class KDPSMR(SupervisedTemplate):
         if self.use_psmr:
             self.psmr = PSMRPlugin(quota=quota, memory_fraction=memory_fraction,
                                    num_classes_total=num_classes_total, total_train_images=total_train_images,
-                                   mode=memory_mode, max_size=max_size, score=score, seed=seed)
+                                   mode=memory_mode, max_size=max_size, score=score,
+                                   selection=selection, seed=seed)
             own.append(self.psmr)
         if basic_lr is not None:
             own.append(_FirstExperienceLR(basic_lr=basic_lr, lr=lr))

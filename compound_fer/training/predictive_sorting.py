@@ -125,7 +125,8 @@ def _class_indices(data) -> dict[int, list[int]]:
 
 
 class PSMRBuffer(ExemplarsBuffer):
-    """Per-class memories of the top-ranked images.
+    """Per-class memories: each class keeps the first images of its ranking (in the selection's order;
+    best first for the paper's ``top``).
 
     ``grow``: each class keeps ``quota`` images, memory grows with the classes (``max_size`` follows).
     ``limit``: the total ``max_size`` is fixed; with ``n`` classes each keeps the top ``max_size // n``

@@ -135,6 +135,7 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     # which ranks PSMR's memory keeps (training/predictive_sorting.Pick); "as shipped" is top
     **{f"memory: {pick}": {"continual": {"method_options": {"kdpsmr": {"selection": pick}}}}
        for pick in ("spread", "random")},
+    **{f"fewshot memory: {pick}": {"fewshot": {"memory_selection": pick}} for pick in ("spread", "random")},
     "fewshot bias: logit_adjustment + weight_aligning": {
         "fewshot": {"bias_correction": ["logit_adjustment", "weight_aligning"]}},
     "landmarks x0.5 + component init": {

@@ -126,6 +126,9 @@ class KDConfig(_Section):
                                   "(continual.kd.feature_weight, 0)")
 
 
+#: Which ranks a PSMR memory keeps of each class's ranking: ``top`` (the paper's: most confident first),
+#: ``spread`` (ranks evenly from easy to hard), ``random`` (a seeded subset, as GDumb's memory).
+MemorySelection = Literal["top", "spread", "random"]
 BiasName = Literal["weight_aligning", "bic", "balanced_finetune", "logit_adjustment"]
 
 
@@ -240,6 +243,7 @@ class FewShotPhase(_Section):
     component_init: bool = True  # kept mode: the new output starts from its basic components
     prototypes: Literal["none", "imprint", "ncm"] = "none"  # kept mode: as continual.prototypes
     bias_correction: BiasCorrection = BiasCorrection()  # kept mode: as continual.bias_correction
+    memory_selection: MemorySelection = "top"  # kept mode: which basic faces the memory keeps (PSMR's selection)
     episodes: EpisodesConfig = EpisodesConfig()  # N-way K-shot episodes (the field's protocol), beside the above
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 

@@ -146,6 +146,33 @@ def test_kept_mode_keeps_the_basic_classes_where_the_reference_mode_forgets_them
     assert kept.settings["mode"] == "kept" and ref.settings["mode"] == "reference"
 
 
+def test_kept_mode_memory_selection_picks_other_basic_faces_and_is_recorded(data):
+    """``memory_selection`` reaches the kept episode's PSMR memory: ``spread`` keeps other basic faces than the
+    paper's ``top`` from the same ranking, and the row says which one ran."""
+    from compound_fer.runner.fewshot import build
+
+    basic, train, test = data
+    kept = {}
+    for pick in ("top", "spread"):
+        run = build(Episode(NEW, 1, 0, "kept"), EpisodeSettings(quota=5, memory_selection=pick), basic_model=basic,
+                    train=train, test=test, inputs=Inputs.of_images(train=train, test=test))
+        kept[pick] = {c: list(v) for c, v in run.strategy.psmr.buffer.class_order.items()}
+    assert kept["top"].keys() == kept["spread"].keys() and all(len(v) == 5 for v in kept["spread"].values())
+    assert kept["top"] != kept["spread"]
+    res = run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, epochs=1, mode="kept",
+                      quota=3, memory_selection="spread")
+    assert res.settings["memory_selection"] == "spread"
+
+
+def test_fewshot_memory_selection_is_read_from_the_config():
+    from compound_fer.config import parse_config
+
+    cfg = parse_config({"fewshot": {"mode": "kept", "memory_selection": "spread"}})
+    assert EpisodeSettings.from_config(cfg, mode="kept", quota=4).memory_selection == "spread"
+    with pytest.raises(Exception, match="memory_selection"):
+        parse_config({"fewshot": {"memory_selection": "best"}})
+
+
 def test_kept_mode_saves_a_model_that_reloads(data, tmp_path):
 
     basic, train, test = data

@@ -73,6 +73,7 @@ class EpisodeSettings:
     component_init: bool = True
     prototypes: str = "none"
     bias_correction: Any = None  # a BiasCorrection section (kept episodes): the lean toward the basic faces
+    memory_selection: str = "top"  # kept episodes: which ranks of each basic class the memory keeps
 
     @classmethod
     def from_config(cls, cfg: ProtocolConfig, *, mode: str, quota: int) -> "EpisodeSettings":
@@ -81,7 +82,7 @@ class EpisodeSettings:
         return cls(epochs=few.epochs, lr=few.lr, batch_size=few.batch_size, include_neutral=cfg.data.include_neutral,
                    kd=cfg.continual.kd, trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
                    quota=quota, component_init=few.component_init, prototypes=few.prototypes,
-                   bias_correction=few.bias_correction)
+                   bias_correction=few.bias_correction, memory_selection=few.memory_selection)
 
 
 @dataclass
@@ -141,7 +142,8 @@ def build(episode: Episode, settings: EpisodeSettings, *, basic_model: nn.Module
                                    seed=episode.seed)
     n_total = len(bench.class_order)
     run.strategy = make_strategy("kdpsmr", model=net, plugins=plugins, mem_size=s.quota * n_total,
-                                 num_classes_total=n_total, options={**kd_opts, "quota": s.quota}, **common)
+                                 num_classes_total=n_total,
+                                 options={**kd_opts, "quota": s.quota, "selection": s.memory_selection}, **common)
     run.plugin = run.strategy.kd
     run.strategy.train_epochs = 0
     run.strategy.train(bench.train_stream[0])  # zero epochs: memory of basic faces, teacher = the basic model
@@ -178,7 +180,8 @@ def result(run: FewShotRun, scores: dict[str, float], counts: dict[str, Any], *,
                 "gamma": float(run.plugin.gamma0), "trainable": s.trainable, "batch_size": s.batch_size,
                 "mode": e.mode, "cached": cached, "classes": list(run.bench.names),
                 **({"quota": s.quota, "component_init": s.component_init, "prototypes": s.prototypes,
-                    "bias_correction": getattr(s.bias_correction, "label", "none")} if e.mode == "kept" else {})}
+                    "bias_correction": getattr(s.bias_correction, "label", "none"),
+                    "memory_selection": s.memory_selection} if e.mode == "kept" else {})}
     return FewShotResult(compound=e.compound, shots=e.shots, seed=e.seed, shot_indices=[int(i) for i in shot_rows],
                          **counts, epochs=s.epochs, lr=s.lr, settings=settings, **scores)
 

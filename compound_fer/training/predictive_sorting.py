@@ -22,6 +22,7 @@ from avalanche.training.storage_policy import ExemplarsBuffer, ExemplarsSelectio
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from compound_fer.config import MemorySelection
 from compound_fer.errors import ConfigError
 from compound_fer.memory import memory_budget
 
@@ -30,7 +31,7 @@ Mode = Literal["grow", "limit"]
 #: Which ranks a class's memory keeps: ``top`` (the paper's: the most confident first), ``spread`` (ranks
 #: evenly across the ranking, so any first m span easy to hard), ``random`` (a seeded shuffle: the ranking
 #: ignored, as GDumb's memory). Lists are cut from the end, so the order is the choice.
-Pick = Literal["top", "spread", "random"]
+Pick = MemorySelection
 
 
 @torch.no_grad()

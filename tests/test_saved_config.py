@@ -87,7 +87,7 @@ def test_unknown_method_option_names_method_key_and_valid_keys():
     plan = resolve_plan(parse_config(ok))
     assert plan.method("kdpsmr+purified").options.purify_weight == 0.1
     # the runner's distillation settings reach the methods that declare them; the others get none
-    assert plan.method("kdpsmr").options.temperature == 3.0 and plan.method("replay").options.model_fields == {}
+    assert plan.method("kdpsmr").options.temperature == 3.0 and type(plan.method("replay").options).model_fields == {}
 
 
 def test_mistyped_method_option_is_refused_in_the_config_file_and_on_the_command_line(tmp_path, capsys):

@@ -333,6 +333,11 @@ class ContinualRecord:
         }
 
 
+def _nanmean(values: np.ndarray) -> float:
+    """Mean over the defined values; NaN (without numpy's empty-slice warning) when none is defined."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
 def summarize_orders(records: Sequence[ContinualRecord | Mapping[str, Any]]) -> dict[str, Any]:
     """Overall Accuracy (with/without step 0) and mean step curves over several class orders."""
     dicts = [r.to_dict() if isinstance(r, ContinualRecord) else dict(r) for r in records]
@@ -351,5 +356,5 @@ def summarize_orders(records: Sequence[ContinualRecord | Mapping[str, Any]]) -> 
         "final_accuracy": float(np.nanmean(steps[:, -1])),
         "average_forgetting": float(np.nanmean(forgetting)),
         "backward_transfer": float(np.nanmean(bwt)),
-        "final_basic_retention": float(np.nanmean(final_ret)),
+        "final_basic_retention": _nanmean(final_ret),
     }

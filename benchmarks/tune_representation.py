@@ -132,9 +132,13 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
        for t in (0.5, 1.5, 2.0)},
     **{f"episodes steps {n} lr {lr}": {"fewshot": {"episodes": {"enabled": True, "steps": n, "lr": lr}}}
        for n, lr in ((50, 1e-3), (100, 1e-2), (25, 1e-2))},
-    # which ranks PSMR's memory keeps (training/predictive_sorting.Pick); "as shipped" is top
+    # which ranks PSMR's memory keeps (training/predictive_sorting.Pick); "as shipped" is the config's
+    # (spread in cfee_best*, top elsewhere)
     **{f"memory: {pick}": {"continual": {"method_options": {"kdpsmr": {"selection": pick}}}}
        for pick in ("spread", "random")},
+    **{f"memory: {pick}, kd gamma0 {g}": {"continual": {"method_options": {"kdpsmr": {"selection": pick}},
+                                                        "kd": {"gamma0": g}}}
+       for pick in ("spread", "random") for g in (0.0, 0.02, 0.05, 0.3)},
     **{f"fewshot memory: {pick}": {"fewshot": {"memory_selection": pick}} for pick in ("spread", "random")},
     "fewshot bias: logit_adjustment + weight_aligning": {
         "fewshot": {"bias_correction": ["logit_adjustment", "weight_aligning"]}},
@@ -227,6 +231,7 @@ def main() -> int:
     shared = Path(args.basic_from).parent if args.basic_from else work / "_basic"
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()).get("variants", {}) if out_path.is_file() else {}
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     for name in args.variants.split(";"):
         cfg = parse_config(_merge(base, VARIANTS[name]), source=f"variant {name!r}")
         out = work / "".join(ch if ch.isalnum() else "_" for ch in name)
@@ -242,9 +247,10 @@ def main() -> int:
             (shared / "models").mkdir(parents=True)
             for f in (out / "models").glob("basic_seed*"):
                 shutil.copy2(f, shared / "models" / f.name)
-        results[name] = {"overrides": VARIANTS[name], "seconds": round(time.perf_counter() - t0, 1), **_summary(rows)}
+        results[name] = {"overrides": VARIANTS[name], "seconds": round(time.perf_counter() - t0, 1),
+                         "command": command, **_summary(rows)}  # variants of one file may come from several runs
         print(name, results[name], flush=True)
-        write_json(out_path, {**provenance(command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+        write_json(out_path, {**provenance(command=command,
                                            seed=args.seed, config=args.config),
                               "scored": "validation subjects of the strict split (test subjects never scored)",
                               "orders": args.orders, "variants": results})

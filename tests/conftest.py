@@ -28,6 +28,16 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+SLOW_TIMEOUT_S = 900  # pytest-timeout seconds for tests marked slow (the rest: pyproject's timeout, 300)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give tests marked ``slow`` the longer timeout, unless they set their own ``timeout`` mark."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COMPOUND_FER_SHARED_DATA", REPO.parent / "shared" / "data"))
 CFEE_SUBSET = SHARED_DATA / "cfee-subset"

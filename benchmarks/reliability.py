@@ -153,8 +153,7 @@ def stress_worker(method: str, n_classes: int, seed: int) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     import avalanche.training  # noqa: F401  (imports out of the baseline)
-
-    from compound_fer.stress import StreamSpec, _peak_rss_mib, _rss_mib, run_stream
+    from stress import StreamSpec, _peak_rss_mib, _rss_mib, run_stream  # benchmarks/stress.py
 
     base = _rss_mib()
     spec = StreamSpec(n_classes=n_classes, seed=seed)

@@ -48,7 +48,7 @@ def ratio_worker(seed: int) -> None:
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    from compound_fer.stress import StreamSpec, run_stream
+    from stress import StreamSpec, run_stream  # benchmarks/stress.py
 
     stats = run_stream("kdpsmr", StreamSpec(n_classes=150, memory=300, seed=seed))
 

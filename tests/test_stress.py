@@ -1,11 +1,19 @@
 """A long synthetic stream (100 procedural classes): replay memory never exceeds its budget and process
-memory stays flat. Step time is a benchmark figure (benchmarks/reliability.py), never a test assertion."""
+memory stays flat (benchmarks/stress.py). Step time is a benchmark figure (benchmarks/reliability.py), never a
+test assertion."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
-from compound_fer.stress import StreamSpec, run_stream
+_SPEC = importlib.util.spec_from_file_location("stress", Path(__file__).resolve().parents[1] / "benchmarks/stress.py")
+stress = sys.modules["stress"] = importlib.util.module_from_spec(_SPEC)  # dataclasses look their module up
+_SPEC.loader.exec_module(stress)
+StreamSpec, run_stream = stress.StreamSpec, stress.run_stream
 
 SPEC = StreamSpec(n_classes=100, first=10, train_per_class=20, test_per_class=2, memory=150, seed=0)
 

@@ -4,22 +4,23 @@ replay method's memory stays within its budget and its time per step stays flat 
 The classes are Gaussian blobs in a small feature space, not faces: what is measured is the continual
 machinery (strategy, plugins, replay buffer, growing head), not the backbone. Used by
 ``tests/test_stress.py`` (a small stream) and ``benchmarks/reliability.py`` (the figures in
-docs/reliability.md).
+docs/reliability.md); run alone, ``python benchmarks/stress.py --method kdpsmr --classes 60`` prints one
+stream's steps as JSON lines. Arguments are parsed before torch is imported, so ``--help`` is instant.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from compound_fer.models import FERModel, GrowingHead
-from compound_fer.training.registry import entry_of, make_strategy
+if TYPE_CHECKING:  # pragma: no cover - torch is imported where a stream runs, not for --help
+    import torch
+    from torch import nn
 
 #: methods whose replay memory is measured (the paper's and plain class-balanced replay)
 METHODS = ("kdpsmr", "replay")
@@ -56,6 +57,8 @@ class StepStats:
 
 
 def _blobs(spec: StreamSpec) -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
+    import torch
+
     g = torch.Generator().manual_seed(spec.seed)
     centers = torch.randn(spec.n_classes, spec.dim, generator=g) * 2.0
 
@@ -67,6 +70,11 @@ def _blobs(spec: StreamSpec) -> tuple[torch.utils.data.TensorDataset, torch.util
 
 
 def _model(spec: StreamSpec) -> nn.Module:
+    import torch
+    from torch import nn
+
+    from compound_fer.models import FERModel, GrowingHead
+
     torch.manual_seed(spec.seed)
     tail = nn.Sequential(nn.Linear(spec.dim, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU())
     return FERModel(trunk=nn.Identity(), tail=tail, head=GrowingHead(in_features=32, num_classes=spec.first,
@@ -116,6 +124,8 @@ def run_stream(method: str, spec: StreamSpec) -> list[StepStats]:
     from avalanche.benchmarks import nc_benchmark
     from avalanche.training.plugins import EvaluationPlugin
 
+    from compound_fer.training.registry import entry_of, make_strategy
+
     train, test = _blobs(spec)
     n_exp = 1 + spec.n_classes - spec.first
     bench = nc_benchmark(train, test, n_experiences=n_exp, task_labels=False, shuffle=False, seed=spec.seed,
@@ -140,7 +150,27 @@ def run_stream(method: str, spec: StreamSpec) -> list[StepStats]:
 
 
 def as_rows(stats: list[StepStats]) -> list[dict]:
+    """The steps as plain dicts (JSON rows)."""
     return [asdict(s) for s in stats]
 
 
-__all__ = ["METHODS", "StepStats", "StreamSpec", "as_rows", "replay_items", "run_stream", "step_images"]
+def main(argv: list[str] | None = None) -> int:
+    """Run one stream and print a JSON line per continual step."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", default="kdpsmr", choices=METHODS, help="replay method to stream (default kdpsmr)")
+    p.add_argument("--classes", type=int, default=StreamSpec.n_classes, help="classes in the stream (default 120)")
+    p.add_argument("--memory", type=int, default=StreamSpec.memory, help="replay memory, items (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for row in as_rows(run_stream(args.method, StreamSpec(n_classes=args.classes, memory=args.memory,
+                                                          seed=args.seed))):
+        print(json.dumps(row))
+    return 0
+
+
+__all__ = ["METHODS", "StepStats", "StreamSpec", "as_rows", "main", "replay_items", "run_stream", "step_images"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,12 +7,12 @@ the offending key; `load_config` turns those into a ConfigError that names the f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from compound_fer import taxonomy
+from compound_fer import backbones, taxonomy
 from compound_fer.errors import ConfigError
 
 
@@ -79,7 +79,7 @@ class EvaluationConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: Literal["small_cnn", "mobilenet_v2", "resnet18", "resnet50", "efficientnet_lite0"] = "small_cnn"
+    backbone: Annotated[str, AfterValidator(backbones.registered)] = "small_cnn"  # compound_fer/backbones/
     pretrained: bool = False
     head: Literal["linear", "reference"] = "linear"
     dropout: float = Field(0.2, ge=0.0, lt=1.0)

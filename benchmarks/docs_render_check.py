@@ -1,14 +1,19 @@
-"""Check that every Mermaid diagram of the built docs renders as SVG in headless Chromium with no network.
+"""Check that the docs render offline: every diagram as SVG and every formula as math, in headless Chromium.
 
-Usage: ``python benchmarks/docs_render_check.py [--site-dir site] [--chromium chromium]`` after ``make docs``.
-It serves the site on 127.0.0.1, loads each page that has a diagram in headless Chromium with every other
-host blocked (a dead proxy; loopback bypasses it), and counts the ``<svg>`` inside each ``.mermaid`` element.
+Usage: ``make docs-check``, or ``python benchmarks/docs_render_check.py [--ref HEAD] [--site-dir DIR]``.
 
-Material for MkDocs renders a diagram into a *closed* shadow root of ``div.mermaid``, which
-``chromium --dump-dom`` does not serialise; so the script speaks the DevTools protocol over
-``--remote-debugging-pipe`` and reads the DOM with ``pierce: true``, which includes closed shadow roots.
-Exit 0 when every page shows as many SVGs as it has diagrams, else 1. ``--layout`` also lists, for every
-page, the tables and code blocks wider than the page at 1280 px (they scroll sideways).
+By default it checks a *clean tree*: ``git clone`` of ``--ref`` (HEAD) into a temporary folder, a plain
+``mkdocs build --strict`` there (no ``make``, no npm), the site served by ``http.server`` on 127.0.0.1, and
+every page loaded in headless Chromium with the network blocked (every host name resolves to nothing except
+localhost, and a dead proxy; loopback bypasses it). ``--site-dir`` checks an existing build instead.
+
+On each page it counts the diagrams (the ```` ```mermaid ```` fences of the page's Markdown) shown as a
+loaded SVG image (``docs/hooks/diagrams.py``) or, for a fence left without its SVG, as an ``<svg>`` that
+Mermaid drew (read with ``DOM.getDocument(pierce=true)``: Material draws into a closed shadow root), the
+formulas (``.arithmatex``) typeset by KaTeX (a ``.katex`` inside, no ``.katex-error``), the requests that
+left localhost or failed, and the code blocks wider than the page at 1280 px (they should wrap). It writes
+``benchmarks/results/docs_render.json`` and exits 0 when everything rendered, nothing left localhost, no local
+request failed and no code block scrolls; else 1.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -25,21 +31,46 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+NO_NETWORK = (
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",  # nothing resolves but loopback
+    "--proxy-server=http://127.0.0.1:9",  # and every non-loopback request goes to a dead proxy
+)
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--proxy-server=http://127.0.0.1:9",  # every non-loopback request fails: no network
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", *NO_NETWORK,
 )
 WIDTH = 1280  # the window width pages are laid out at (a laptop)
+LOCAL = re.compile(r"^(?:https?://(?:127\.0\.0\.1|localhost)(?::\d+)?/|data:|blob:|about:)")
 
-# Tables and code blocks wider than the page at WIDTH (they scroll sideways): the first cell or line of each.
-WIDE_JS = """JSON.stringify([...document.querySelectorAll(
-  '.md-typeset__scrollwrap, .md-typeset table, .md-content pre > code')]
-  .filter(e => e.scrollWidth > e.clientWidth + 1)
-  .map(e => [e.tagName === 'CODE' ? 'code' : 'table', e.scrollWidth - e.clientWidth,
-             (e.querySelector('th, td') || e).textContent.trim().split('\\n')[0].slice(0, 50)]))"""
+# What one page shows, read once its images and fonts have loaded.
+PAGE_JS = r"""(() => {
+  const content = document.querySelector('.md-content') || document.body;
+  const imgs = [...content.querySelectorAll('img.diagram')];
+  const math = [...content.querySelectorAll('.arithmatex')];
+  const raw = [];  // TeX delimiters left in the text outside code: math that was never typeset
+  const walker = document.createTreeWalker(content, NodeFilter.SHOW_TEXT);
+  for (let n; (n = walker.nextNode());) {
+    if (n.parentElement.closest('pre, code, .katex')) continue;
+    if (/\$\$|\\\(|\\\[|\\(?:frac|mathrm|sum|big)\b/.test(n.textContent)) raw.push(n.textContent.trim().slice(0, 60));
+  }
+  return JSON.stringify({
+    ready: document.readyState === 'complete' && imgs.every(i => i.complete),
+    diagram_images: imgs.length,
+    diagram_svgs: imgs.filter(i => i.complete && i.naturalWidth > 0 && /\.svg$/.test(new URL(i.src).pathname)).length,
+    formulas: math.length,
+    formulas_rendered: math.filter(e => e.querySelector('.katex') && !e.querySelector('.katex-error')).length,
+    raw_tex: raw,
+    katex_fonts_loaded: [...document.fonts].filter(f => f.family.includes('KaTeX') && f.status === 'loaded').length,
+    wide_code: [...content.querySelectorAll('pre > code')].filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => [e.scrollWidth - e.clientWidth, e.textContent.split('\n')[0].slice(0, 60)]),
+    wide_tables: [...content.querySelectorAll('.md-typeset__scrollwrap, table')]
+      .filter(e => e.scrollWidth > e.clientWidth + 1).length,
+  });
+})()"""
 
 
 class Browser:
@@ -126,8 +157,9 @@ def count_svg_diagrams(root: dict) -> int:
     return rendered
 
 
-def check_page(browser: Browser, url: str, *, expected: int, wait_s: float) -> dict:
-    """Load ``url`` in a fresh tab and wait until its ``expected`` diagrams are SVG (or ``wait_s`` passes)."""
+def check_page(browser: Browser, url: str, *, fences: int, formulas: int, wait_s: float,
+               shot: Path | None = None) -> dict:
+    """Load ``url`` in a fresh tab, wait until its ``fences`` diagrams and its formulas render (or ``wait_s``)."""
     target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     browser.send("Emulation.setDeviceMetricsOverride",
@@ -135,27 +167,55 @@ def check_page(browser: Browser, url: str, *, expected: int, wait_s: float) -> d
     browser.send("Network.enable", {}, session)
     browser.events.clear()
     browser.send("Page.navigate", {"url": url}, session)
-    deadline, rendered = time.monotonic() + wait_s, 0
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
+    deadline, state, drawn = time.monotonic() + wait_s, {}, 0
+    while True:
+        time.sleep(0.25)
+        state = json.loads(browser.send("Runtime.evaluate", {"expression": PAGE_JS, "returnByValue": True},
+                                        session)["result"]["value"])
         root = browser.send("DOM.getDocument", {"depth": -1, "pierce": True}, session)["root"]
-        rendered = count_svg_diagrams(root)
-        if rendered >= expected:
+        drawn = count_svg_diagrams(root)  # fences Mermaid drew itself (none while every SVG is committed)
+        done = (state["ready"] and state["diagram_svgs"] + drawn >= fences
+                and state["formulas_rendered"] >= max(formulas, state["formulas"]))
+        if done or time.monotonic() > deadline:
             break
-    wide = json.loads(browser.send("Runtime.evaluate", {"expression": WIDE_JS, "returnByValue": True},
-                                   session)["result"]["value"])
-    urls = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
-    hosts = sorted({m.group(1) for u in urls if (m := re.match(r"^https?://([^/:]+)", u))})
+    if shot is not None:
+        shot.write_bytes(__import__("base64").b64decode(browser.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, session)["data"]))
+    events = list(browser.events)
     browser.send("Target.closeTarget", {"targetId": target})
-    return {"url": url, "diagrams": expected, "svg": rendered, "wide": wide,
-            "blocked_hosts": [h for h in hosts if not h == "127.0.0.1"]}
+    urls = {e["params"]["requestId"]: e["params"]["request"]["url"]
+            for e in events if e.get("method") == "Network.requestWillBeSent"}
+    failed = [urls.get(e["params"]["requestId"], "?") for e in events if e.get("method") == "Network.loadingFailed"]
+    failed += [e["params"]["response"]["url"] for e in events
+               if e.get("method") == "Network.responseReceived" and e["params"]["response"]["status"] >= 400]
+    return {"url": url, "diagrams": fences, "diagrams_rendered": state["diagram_svgs"] + drawn,
+            "diagram_images": state["diagram_images"], "formulas": max(formulas, state["formulas"]),
+            "formulas_in_markdown": formulas, "math_elements": state["formulas"],
+            "formulas_rendered": state["formulas_rendered"], "raw_tex": state["raw_tex"],
+            "katex_fonts_loaded": state["katex_fonts_loaded"],
+            "external_requests": sorted({u for u in urls.values() if not LOCAL.match(u)}),
+            "failed_local_requests": sorted({u for u in failed if LOCAL.match(u)}),
+            "wide_code": state["wide_code"], "wide_tables": state["wide_tables"]}
 
 
-def site_pages(site: Path) -> dict[str, int]:
-    """Every site-relative page path, with how many Mermaid diagrams it holds."""
-    return {html.relative_to(site).as_posix().removesuffix("index.html"):
-            html.read_text(encoding="utf-8").count('<pre class="mermaid">')
-            for html in sorted(site.rglob("*.html")) if html.name != "404.html"}
+_CODE = re.compile(r"^([ \t]*)(`{3,}|~{3,}).*?^\1\2[ \t]*$|`[^`\n]+`", re.MULTILINE | re.DOTALL)
+_TEX = re.compile(r"\$\$.+?\$\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
+
+
+def page_sources(docs_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every page's site-relative URL (directory URLs), with the Mermaid fences and the formulas of its
+    Markdown (``$$ .. $$``, ``\\[ .. \\]``, ``\\( .. \\)`` outside code; the docs use no single-``$`` math)."""
+    # the fence pattern of this checkout's hook, also for an older tree that had no such hook
+    spec = importlib.util.spec_from_file_location("docs_diagrams_hook", ROOT / "docs/hooks/diagrams.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    out = {}
+    for md in sorted(docs_dir.rglob("*.md")):
+        rel = md.relative_to(docs_dir).with_suffix("").as_posix()
+        url = "" if rel == "index" else rel.removesuffix("/index") + "/" if rel.endswith("/index") else rel + "/"
+        text = md.read_text(encoding="utf-8")
+        out[url] = (len(hook.find_diagrams(text)), len(_TEX.findall(_CODE.sub("", text))))
+    return out
 
 
 def serve(site: Path) -> http.server.ThreadingHTTPServer:
@@ -169,37 +229,96 @@ def serve(site: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
+def build_clean(ref: str, work: Path) -> tuple[Path, Path, str]:
+    """``git clone`` this repository at ``ref`` into ``work`` and run a plain ``mkdocs build --strict`` there."""
+    tree = work / "tree"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(tree)], check=True)
+    subprocess.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", ref], check=True)
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(work / "site")],
+                   cwd=tree, env=env, check=True)
+    return tree / "docs", work / "site", commit
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--site-dir", type=Path, default=Path("site"))
+    ap.add_argument("--ref", default="HEAD", help="the commit to clone and build (default HEAD)")
+    ap.add_argument("--site-dir", type=Path, help="check this existing build (of ./docs) instead of a clean clone")
     ap.add_argument("--chromium", default="chromium")
-    ap.add_argument("--wait", type=float, default=20.0, help="seconds to wait for one page's diagrams")
-    ap.add_argument("--layout", action="store_true",
-                    help=f"also load the pages without diagrams and list tables and code wider than {WIDTH} px")
+    ap.add_argument("--wait", type=float, default=20.0, help="seconds to wait for one page to render")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/docs_render.json")
+    ap.add_argument("--screenshots", type=Path, help="save a PNG of every page with a diagram or a formula here")
     args = ap.parse_args(argv)
-    if not (args.site_dir / "index.html").is_file():
-        print(f"error: {args.site_dir}/index.html not found (run `make docs` first)", file=sys.stderr)
-        return 2
-    pages = {p: n for p, n in site_pages(args.site_dir).items() if n or args.layout}
-    local = (args.site_dir / "javascripts/vendor/mermaid.min.js").is_file()
-    print(f"site {args.site_dir}: {sum(pages.values())} diagrams on {sum(1 for n in pages.values() if n)} pages; "
-          f"local Mermaid build: {'yes' if local else 'no (the CDN, blocked here)'}")
-    server, browser = serve(args.site_dir), Browser(chromium=args.chromium)
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}/"
-        results = [check_page(browser, base + page, expected=n, wait_s=args.wait if n else 1.0)
-                   for page, n in pages.items()]
-    finally:
-        browser.close()
-        server.shutdown()
+    command = "python benchmarks/docs_render_check.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="docs_render_") as tmp:
+        if args.site_dir:
+            docs_dir, site, tree = ROOT / "docs", args.site_dir, f"existing build {args.site_dir} of the working tree"
+            commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True).stdout.strip()
+        else:
+            docs_dir, site, commit = build_clean(args.ref, Path(tmp))
+            tree = f"git clone of {args.ref}, plain `mkdocs build --strict` (no make, no npm)"
+        if not (site / "index.html").is_file():
+            print(f"error: {site}/index.html not found", file=sys.stderr)
+            return 2
+        pages = page_sources(docs_dir)
+        server, browser = serve(site), Browser(chromium=args.chromium)
+        try:
+            version = browser.send("Browser.getVersion")["product"]
+            base = f"http://127.0.0.1:{server.server_address[1]}/"
+            if args.screenshots:
+                args.screenshots.mkdir(parents=True, exist_ok=True)
+            results = []
+            for page, (n, tex) in pages.items():
+                shot = args.screenshots / ((page.strip("/").replace("/", "_") or "index") + ".png") \
+                    if args.screenshots else None
+                results.append(check_page(browser, base + page, fences=n, formulas=tex, wait_s=args.wait, shot=shot))
+        finally:
+            browser.close()
+            server.shutdown()
     for r in results:
-        if r["diagrams"]:
-            print(f"{r['url']}: {r['svg']}/{r['diagrams']} diagrams as SVG; "
-                  f"blocked requests to: {', '.join(r['blocked_hosts']) or 'none'}")
-        for kind, extra, first in r["wide"] if args.layout else ():
-            print(f"{r['url']}: {kind} {extra} px wider than the page at {WIDTH} px: {first!r}")
-    ok = all(r["svg"] == r["diagrams"] for r in results)
-    print("all diagrams render" if ok else "FAIL: some diagrams did not render")
+        r["url"] = r["url"].split("/", 3)[3] or "index"
+        if shot_dir := args.screenshots:
+            name = shot_dir / ((r["url"].strip("/").replace("/", "_") or "index") + ".png")
+            if not (r["diagrams"] or r["formulas"]):
+                name.unlink(missing_ok=True)
+    total = {k: sum(r[k] for r in results) for k in ("diagrams", "diagrams_rendered", "formulas", "formulas_rendered")}
+    external = sorted({u for r in results for u in r["external_requests"]})
+    failed = sorted({u for r in results for u in r["failed_local_requests"]})
+    raw = [(r["url"], t) for r in results for t in r["raw_tex"]]
+    wide = [(r["url"], *w) for r in results for w in r["wide_code"]]
+    ok = (total["diagrams_rendered"] == total["diagrams"] and total["formulas_rendered"] == total["formulas"]
+          and all(r["diagrams_rendered"] == r["diagrams"] for r in results)
+          and not raw and not external and not failed and not wide)
+    for r in results:
+        if r["diagrams"] or r["formulas"]:
+            print(f"{r['url']}: {r['diagrams_rendered']}/{r['diagrams']} diagrams as SVG, "
+                  f"{r['formulas_rendered']}/{r['formulas']} formulas typeset")
+    for url, text in raw:
+        print(f"{url}: raw TeX in the text: {text!r}")
+    for url, extra, first in wide:
+        print(f"{url}: a code block {extra} px wider than the page at {WIDTH} px: {first!r}")
+    for u in external:
+        print(f"request that left localhost: {u}")
+    for u in failed:
+        print(f"failed local request: {u}")
+    report = {
+        "command": command.strip(), "commit": commit, "tree": tree, "date": datetime.now(timezone.utc).isoformat(
+            timespec="seconds"), "chromium": version, "network": " ".join(NO_NETWORK), "width_px": WIDTH,
+        "pages_checked": len(results), "diagrams": total["diagrams"], "diagrams_rendered": total["diagrams_rendered"],
+        "formulas": total["formulas"], "formulas_rendered": total["formulas_rendered"], "raw_tex": raw,
+        "external_requests": external, "failed_local_requests": failed, "wide_code_blocks": wide,
+        "pages_with_wide_tables": [r["url"] for r in results if r["wide_tables"]], "ok": ok,
+        "pages": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(results)} pages of {commit[:10]} ({tree}): {total['diagrams_rendered']}/{total['diagrams']} diagrams, "
+          f"{total['formulas_rendered']}/{total['formulas']} formulas, {len(external)} external requests, "
+          f"{len(failed)} failed local requests, {len(wide)} wide code blocks -> {args.out}")
+    print("OK: everything renders offline" if ok else "FAIL: see above")
     return 0 if ok else 1
 
 

@@ -4,6 +4,7 @@ data is generated or loaded (bad options end in a message naming them, exit 2, n
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from compound_fer.commands._methods import check_method_names  # a name table: checked before torch loads
 from compound_fer.errors import CompoundFERError, ConfigError, DataError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "configs"
@@ -81,10 +83,13 @@ def parse_int_list(text: str | None, option: str, *, minimum: int | None = None)
     parts = [s.strip() for s in str(text).split(",")]
     if not any(parts):
         raise ConfigError(f"{option} {text!r}: give at least one integer, e.g. {option} 0,1,2")
+    if not all(parts):  # "0,,1" or "0,1,": a dropped value is more likely a typo than a wish
+        raise ConfigError(f"{option} {text!r}: an empty value between commas; give comma-separated integers, "
+                          f"e.g. {option} 0,1,2")
     try:
-        values = [int(s) for s in parts if s]
+        values = [int(s) for s in parts]
     except ValueError:
-        bad = next(s for s in parts if s and not s.lstrip("+-").isdigit())
+        bad = next(s for s in parts if not s.lstrip("+-").isdigit())
         raise ConfigError(f"{option} {text!r}: {bad!r} is not an integer; give comma-separated integers, "
                           f"e.g. {option} 0,1,2") from None
     if minimum is not None and any(v < minimum for v in values):
@@ -111,17 +116,23 @@ def check_out_dir(out: Path, option: str = "--out") -> Path:
 
 def resolve_data_path(value: str, *, key: str, config_file: Path) -> str:
     """A relative ``data.path`` / ``data.test_path`` of a config: tried against the working directory,
-    the config's folder and (packaged configs) the project root; ConfigError listing them when absent."""
+    the config's folder and (packaged configs) the project root, in that order; the one found is logged
+    (INFO, with where it came from), and a ConfigError lists them all when none exists."""
     p = Path(value).expanduser()
     if p.is_absolute():
         if not p.exists():
             raise ConfigError(f"{key} {value} (in {config_file}): no such folder; fix it or give --data PATH")
         return str(p)
-    tried = [Path.cwd() / p, config_file.resolve().parent / p]
+    bases = [("the working directory", Path.cwd()), ("the config's folder", config_file.resolve().parent)]
     if config_file.resolve().parent == PACKAGED:
-        tried.append(PROJECT_ROOT / p)
-    for cand in tried:
+        bases.append(("the project root", PROJECT_ROOT))  # kept: a checkout's packaged configs run from anywhere
+    tried = [base / p for _, base in bases]
+    for (origin, base), cand in zip(bases, tried):
         if cand.exists():
+            logging.getLogger(__name__).info(
+                "%s", f"{key} {value} (in {config_file.name}): using {cand.resolve()}, relative to {origin} "
+                      f"{base} (looked in the working directory, the config's folder, then for a packaged config "
+                      f"the project root); give --data PATH for other data")
             return str(cand.resolve())
     raise ConfigError(f"{key} {value} (in {config_file}): no such folder; looked in "
                       + ", ".join(str(c.parent.resolve() if c.parent.exists() else c.parent) for c in tried)
@@ -188,6 +199,8 @@ def _overrides_from_args(args: argparse.Namespace, overrides: dict, methods: lis
                               f"--list-methods`)")
     if methods is not None:
         over["continual"]["methods"] = methods
+    check_method_names(methods if methods is not None else cfg.continual.methods,
+                       where="--methods" if getattr(args, "methods", None) is not None else "continual.methods")
     if getattr(args, "no_fewshot", False):
         over["fewshot"] = {**over.get("fewshot", {}), "enabled": False}
     if args.mode:

@@ -17,9 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_methods:
-        from compound_fer.training.registry import available
+        from compound_fer.commands._methods import listing  # a name table: no torch to load
 
-        for name, e in available().items():
-            print(f"{name:18s} {e.summary}")
+        print(listing())
         return 0
     return run_from_args(args)

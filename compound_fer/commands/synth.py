@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     parser.add_argument("--grid-size", type=int, default=112, help="pixels per face in the figure (default 112)")
     parser.add_argument("--images", type=int, default=0, metavar="N",
-                        help="also write N images per category as DIR/<category>/*.png with images.csv")
+                        help="also write N images per category as DIR/<category>/*.png, images.csv and "
+                             "subjects.csv")
     parser.add_argument("--image-size", type=int, default=64, help="pixels per written image (default 64)")
     parser.add_argument("--name", default="synthetic_grid", help="figure file stem (default synthetic_grid)")
     parser.add_argument("--classes", metavar="NAMES",
@@ -77,7 +78,8 @@ def save_grid(out: Path, *, identities: int = 4, seed: int = 0, size: int = 112,
 
 
 def save_images(out: Path, *, n: int, seed: int = 0, size: int = 64, classes: list[str] | None = None) -> Path:
-    """N images per category (``classes``, default all) as out/<category>/<subject>_<k>.png and out/images.csv."""
+    """N images per category (``classes``, default all) as out/<category>/s<subject>.png, out/images.csv and
+    out/subjects.csv (``file,subject``: what the folder reader reads subject ids from)."""
     import csv
 
     import cv2
@@ -112,6 +114,12 @@ def save_images(out: Path, *, n: int, seed: int = 0, size: int = 64, classes: li
         w.writerow(header)
         w.writerows(rows)
 
+    def write_subjects(f):  # the folder reader's subject table: strict (by-subject) splits work on DIR as written
+        w = csv.writer(f)
+        w.writerow(["file", "subject"])
+        w.writerows([r[0], r[3]] for r in rows)
+
+    atomic_write(out / "subjects.csv", write_subjects)
     return atomic_write(out / "images.csv", write)
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from compound_fer.errors import DataError
 
-#: File name endings read as images (case-insensitive).
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: File name endings read as images (case-insensitive): every format the reader decodes (a .gif: its first frame).
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 #: Longest side kept when decoding; larger images are downscaled first (detection needs no more).
 MAX_SIDE = 1600

@@ -14,8 +14,8 @@ from compound_fer import taxonomy
 
 Expected = Literal["class", "aus"]
 
-__all__ = ["Expected", "expected_region_masks", "float_or_none", "pointing_game", "region_attention", "region_shares",
-           "region_specificity"]
+__all__ = ["Expected", "expected_region_masks", "float_or_none", "mean_or_none", "pointing_game", "region_attention",
+           "region_shares", "region_specificity"]
 
 
 def region_shares(cams: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -111,9 +111,9 @@ def region_attention(
     def summary(sel: np.ndarray) -> dict[str, Any]:
         return {
             "n": int(sel.sum()),
-            "region_shares": {r: float_or_none(np.nanmean(shares[sel, j])) for j, r in enumerate(taxonomy.REGIONS)},
-            "face_share": float_or_none(np.nanmean(face_share[sel])),
-            "expected_share": float_or_none(np.nanmean(exp_share[sel])),
+            "region_shares": {r: mean_or_none(shares[sel, j]) for j, r in enumerate(taxonomy.REGIONS)},
+            "face_share": mean_or_none(face_share[sel]),
+            "expected_share": mean_or_none(exp_share[sel]),
             "expected_area": float_or_none(chance[sel].mean()),
             "pointing": float_or_none(hit[sel].mean()),
             "pointing_chance": float_or_none(chance[sel].mean()),
@@ -147,6 +147,14 @@ def region_specificity(per_class: Mapping[str, Mapping[str, Any]]) -> dict[str, 
         out[r] = {"expected": a, "not_expected": b, "difference": None if a is None or b is None else a - b,
                   "n_expected": len(yes), "n_not_expected": len(no)}
     return out
+
+
+def mean_or_none(x: np.ndarray) -> float | None:
+    """Mean of the non-NaN values, None when there are none: the shares of zero CAMs (no mass to share) are
+    NaN, and a class whose every CAM is zero has no share (``np.nanmean`` would warn "Mean of empty slice")."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else None
 
 
 def float_or_none(x: Any) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import torch
-from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.plugins import GDumbPlugin, ReplayPlugin
 from avalanche.training.storage_policy import ClassBalancedBuffer, HerdingSelectionStrategy, ParametricBuffer
 from avalanche.training.supervised import EWC, Cumulative, GDumb, ICaRL, LwF, Naive
 from pydantic import Field
@@ -26,9 +26,11 @@ __all__ = ["EWCOptions", "FeaturesOf", "LwFOptions", "ModelFeaturesHerding", "qu
 
 
 class LwFOptions(MethodOptions):
+    """LwF's own options: Li & Hoiem's T = 2; it inherits nothing from ``continual.kd`` (the paper's KD)."""
+
     alpha: float = Field(1.0, description="distillation weight (1.0)")
-    temperature: float = Field(2.0, gt=0.0, description="distillation temperature (2.0; the runner passes "
-                               "continual.kd.temperature)")
+    temperature: float = Field(2.0, gt=0.0, description="distillation temperature (2.0, Li & Hoiem's; "
+                               "continual.kd does not set it)")
 
 
 class EWCOptions(MethodOptions):
@@ -134,11 +136,29 @@ def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins
     return strategy
 
 
+class _PostAdaptUpdate:
+    """Avalanche 0.6's ReplayPlugin and GDumbPlugin call ``storage_policy.update``, deprecated, which warns
+    on every step and re-installs a "once" DeprecationWarning filter first (so no warnings filter of ours can
+    silence it): run its whole body, ``post_adapt``, directly instead."""
+
+    def update(self, strategy: Any, **kwargs: Any) -> None:
+        """Update the buffer from ``strategy``'s current experience (avalanche's ``update`` without the warning)."""
+        self.post_adapt(strategy, strategy.experience)
+
+
+class _ClassBalancedBuffer(_PostAdaptUpdate, ClassBalancedBuffer):
+    """avalanche's ClassBalancedBuffer whose ``update`` does not warn (:class:`_PostAdaptUpdate`)."""
+
+
+class _ParametricBuffer(_PostAdaptUpdate, ParametricBuffer):
+    """avalanche's ParametricBuffer whose ``update`` does not warn (:class:`_PostAdaptUpdate`)."""
+
+
 @register("replay", summary="experience replay, random class-balanced buffer of mem_size images", uses_memory=True)
 def build_replay(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """Replay with a random buffer of ``mem_size`` images in total, balanced over the classes seen."""
     kw = template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
-    buffer = ClassBalancedBuffer(max_size=args.mem_size, adaptive_size=True)
+    buffer = _ClassBalancedBuffer(max_size=args.mem_size, adaptive_size=True)
     kw["plugins"].append(ReplayPlugin(mem_size=args.mem_size, storage_policy=buffer))
     return Naive(model=model, **kw)
 
@@ -147,7 +167,7 @@ def build_replay(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugin
 def build_herding(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """Replay whose buffer (``mem_size`` in total, grouped by class) keeps the herding-selected exemplars."""
     kw = template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins)
-    buffer = ParametricBuffer(
+    buffer = _ParametricBuffer(
         max_size=args.mem_size, groupby="class", selection_strategy=ModelFeaturesHerding(model)
     )
     kw["plugins"].append(ReplayPlugin(mem_size=args.mem_size, storage_policy=buffer))
@@ -160,8 +180,12 @@ def build_herding(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugi
 def build_gdumb(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """GDumb: a greedy class-balanced buffer of ``mem_size`` images; the model is reset to its initial
     weights and trained on the buffer only at each step. It replaces ``strategy.model``: evaluate that."""
-    return GDumb(model=model, mem_size=args.mem_size,
-                 **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    strategy = GDumb(model=model, mem_size=args.mem_size,
+                     **template_kwargs(model=model, args=args, evaluator=evaluator, plugins=plugins))
+    for p in strategy.plugins:  # its own GDumbPlugin's buffer, as GDumbPlugin makes it, minus the warning
+        if isinstance(p, GDumbPlugin):
+            p.storage_policy = _ClassBalancedBuffer(max_size=args.mem_size, adaptive_size=True)
+    return strategy
 
 
 @register("joint", summary="upper bound: cumulative training on all data seen so far at every step", uses_memory=True)

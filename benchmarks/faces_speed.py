@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as cache_dir:
         t = time.perf_counter()
-        first = read_cfee(args.root, image_size=args.size, cache_dir=cache_dir, progress=True)
+        first = read_cfee(args.root, crop=CropOptions(image_size=args.size, detector="mediapipe"),
+                          cache_dir=cache_dir, progress=True)
         t_first = time.perf_counter() - t
         t = time.perf_counter()
-        second = read_cfee(args.root, image_size=args.size, cache_dir=cache_dir, progress=True)
+        second = read_cfee(args.root, crop=CropOptions(image_size=args.size, detector="mediapipe"),
+                           cache_dir=cache_dir, progress=True)
         t_second = time.perf_counter() - t
         assert second.meta["cache_hits"] == len(index.usable()), second.meta["cache_hits"]
 

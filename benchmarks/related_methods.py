@@ -202,6 +202,7 @@ def part_omni_synthetic(a) -> dict:
 def part_fer(a) -> dict:
     """Mining precision on the real FER2013 pool: labelled = cfee-subset basic + neutral, ImageNet features."""
     from compound_fer.data.cfee import read_cfee
+    from compound_fer.data.crop_options import CropOptions
     from compound_fer.models import build_model
     from compound_fer.training.distill_data import train_on
     from compound_fer.training.omni import fer_pool_truth, mine_by_similarity, read_fer_pool
@@ -211,7 +212,8 @@ def part_fer(a) -> dict:
         return {"skipped": f"needs {pool_root} and {cfee_root}"}
     names = taxonomy.basic_names(include_neutral=True)
     t0 = time.time()
-    lab = read_cfee(cfee_root, image_size=a.fer_size, include=names, cache=False, progress=False)
+    lab = read_cfee(cfee_root, crop=CropOptions(image_size=a.fer_size, detector="mediapipe"),
+                    include=names, cache=False, progress=False)
     pool = read_fer_pool(pool_root, image_size=a.fer_size, limit=a.pool_limit, seed=a.seed)
     truth = fer_pool_truth(pool_root, pool.sources)
     grey = lambda fs: fs.float_images().mean(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()  # noqa: E731

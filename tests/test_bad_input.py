@@ -13,6 +13,7 @@ from PIL import Image
 
 from compound_fer import cli, taxonomy
 from compound_fer.data.cfee import intensity, read_cfee, scan_cfee
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.folder import read_folder
 from compound_fer.data.images import SkipReport, read_image
 from compound_fer.data.load import load_faces, scan
@@ -91,7 +92,7 @@ def test_class_names_are_case_and_space_insensitive(tmp_path):
         Image.fromarray(face(landmarks(96 + 4 * i))).save(tmp_path / cls / "a.png")
         rows[f"{cls}/a.png"] = landmarks(96 + 4 * i)
     write_csv(tmp_path / "landmarks.csv", rows)
-    fs = read_folder(tmp_path, image_size=32, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"), cache=False, progress=False)
     assert set(fs.class_names) == {"Happily surprised", "Sadly disgusted", "Angry"}
 
 
@@ -107,7 +108,7 @@ def test_corrupt_truncated_zero_byte_and_duplicate_files_are_skipped(tmp_path, c
     (img_dir / "holiday.jpg").write_bytes(good)  # not a CFEE name: unmatched, ignored
 
     with caplog.at_level(logging.WARNING):
-        fs = read_cfee(tmp_path, image_size=32, cache=False, progress=False)
+        fs = read_cfee(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"), cache=False, progress=False)
     assert len(fs) == 3
     assert {taxonomy.name_of(x) for x in fs.labels.tolist()} == {"Happy", "Sad", "Happily surprised"}
     skipped = fs.meta["skipped"]
@@ -138,7 +139,7 @@ def test_no_detectable_face_is_a_skip(tmp_path):
     Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(tmp_path / "happy" / "blank.jpg")
     Image.fromarray(face(landmarks())).save(tmp_path / "happy" / "face.jpg")
     write_csv(tmp_path / "landmarks.csv", {"happy/face.jpg": landmarks()})  # only face.jpg has landmarks
-    fs = read_folder(tmp_path, image_size=32, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"), cache=False, progress=False)
     assert len(fs) == 1 and fs.sources[0].endswith("face.jpg")
     (skip,) = fs.meta["skipped"]
     assert skip.file.endswith("blank.jpg") and skip.reason.startswith("no face")
@@ -162,7 +163,7 @@ def test_landmarks_method_without_csv_and_bad_csv(tmp_path):
     cfee_folder(tmp_path)
     (tmp_path / "landmarks.csv").unlink()
     with pytest.raises(DataError, match="needs a landmarks.csv"):
-        read_cfee(tmp_path, method="landmarks", cache=False, progress=False, detector=None)
+        read_cfee(tmp_path, crop=CropOptions(method="landmarks", detector=None), cache=False, progress=False)
     (tmp_path / "landmarks.csv").write_text("file,a,b\nx.jpg,1,2\n")
     with pytest.raises(DataError, match=r"landmarks\.csv: expected a header"):
         read_cfee(tmp_path, cache=False, progress=False)
@@ -172,7 +173,8 @@ def test_unknown_include_name(tmp_path):
     cfee_folder(tmp_path)
     with pytest.raises(DataError, match="include: unknown category 'Joyful'"):
         read_cfee(tmp_path, include=["Joyful"], cache=False, progress=False)
-    fs = read_cfee(tmp_path, include=["sad"], image_size=32, cache=False, progress=False)
+    fs = read_cfee(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"),
+                   include=["sad"], cache=False, progress=False)
     assert fs.class_names == ("Sad",)
 
 
@@ -216,8 +218,8 @@ def test_huge_image_is_downscaled_and_landmarks_follow(tmp_path):
     Image.fromarray(face(landmarks())).save(small / "sad" / "a.jpg", quality=80)
     write_csv(tmp_path / "landmarks.csv", {"sad/big.jpg": lm})
     write_csv(small / "landmarks.csv", {"sad/a.jpg": landmarks()})
-    a = read_folder(tmp_path, image_size=48, cache=False, progress=False)
-    b = read_folder(small, image_size=48, cache=False, progress=False)
+    a = read_folder(tmp_path, crop=CropOptions(image_size=48, detector="mediapipe"), cache=False, progress=False)
+    b = read_folder(small, crop=CropOptions(image_size=48, detector="mediapipe"), cache=False, progress=False)
     # the same face, whatever the resolution: crops agree up to resampling noise
     assert (a.images.float() - b.images.float()).abs().mean() < 6
     assert (a.region_masks == b.region_masks).float().mean() > 0.97

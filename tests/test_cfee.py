@@ -11,6 +11,7 @@ import pytest
 
 from compound_fer import cli, taxonomy
 from compound_fer.data.cfee import read_aus, read_cfee, read_summary, scan_cfee
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.load import load_faces
 
 
@@ -82,7 +83,8 @@ def test_read_small_subset(cfee_small, tmp_path):
 
 
 def test_include_and_haar_method(cfee_small):
-    fs = read_cfee(cfee_small, image_size=48, method="haar", cache=False, progress=False,
+    fs = read_cfee(cfee_small, crop=CropOptions(image_size=48, method="haar", detector="mediapipe"),
+                   cache=False, progress=False,
                    include=["Happy", "happily surprised"])
     assert set(fs.class_names) == {"Happy", "Happily surprised"}
     assert set(fs.meta["methods"]) <= {"haar", "haar-noeyes"} and len(fs) == 4

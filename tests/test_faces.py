@@ -11,6 +11,7 @@ from PIL import Image
 
 from compound_fer import taxonomy
 from compound_fer.data import faces
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.folder import read_folder
 from compound_fer.data.load import load_faces
 from compound_fer.errors import DataError
@@ -129,7 +130,8 @@ def test_canonical_masks_are_ordered_and_shrink_with_margin():
 def test_folder_reader_labels_and_cache_hit(tmp_path, monkeypatch):
     names = make_folder(tmp_path / "data")
     cache = tmp_path / "cache"
-    fs = read_folder(tmp_path / "data", image_size=64, cache_dir=cache, progress=False)
+    fs = read_folder(tmp_path / "data", crop=CropOptions(image_size=64, detector="mediapipe"),
+                     cache_dir=cache, progress=False)
     assert len(fs) == 6 and fs.images.shape == (6, 3, 64, 64)
     assert sorted(fs.class_names) == ["Happy", "Sadly surprised"]
     assert fs.labels.tolist().count(taxonomy.label_of("Sadly surprised")) == 3
@@ -145,7 +147,8 @@ def test_folder_reader_labels_and_cache_hit(tmp_path, monkeypatch):
 
     real = faces._process_one
     monkeypatch.setattr(faces, "_process_one", lambda job: pytest.fail(f"detector called on cached {job[0]}"))
-    again = read_folder(tmp_path / "data", image_size=64, cache_dir=cache, progress=False)
+    again = read_folder(tmp_path / "data", crop=CropOptions(image_size=64, detector="mediapipe"),
+                        cache_dir=cache, progress=False)
     assert again.meta["cache_hits"] == 6
     assert np.array_equal(again.images.numpy(), fs.images.numpy())
     assert np.array_equal(again.region_masks.numpy(), fs.region_masks.numpy())
@@ -155,12 +158,14 @@ def test_folder_reader_labels_and_cache_hit(tmp_path, monkeypatch):
     st = changed.stat()
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     monkeypatch.setattr(faces, "_process_one", spy)
-    third = read_folder(tmp_path / "data", image_size=64, cache_dir=cache, progress=False)
+    third = read_folder(tmp_path / "data", crop=CropOptions(image_size=64, detector="mediapipe"),
+                        cache_dir=cache, progress=False)
     assert calls == [str(changed)] and third.meta["cache_hits"] == 5
 
     # other parameters -> another cache entry, not a wrong hit
     calls.clear()
-    read_folder(tmp_path / "data", image_size=48, cache_dir=cache, progress=False)
+    read_folder(tmp_path / "data", crop=CropOptions(image_size=48, detector="mediapipe"),
+                cache_dir=cache, progress=False)
     assert len(calls) == 6
 
 
@@ -176,10 +181,12 @@ def test_cache_env_and_disable(tmp_path, monkeypatch):
 
 def test_damaged_cache_is_rebuilt(tmp_path):
     make_folder(tmp_path / "data", n_per_class=1)
-    fs = read_folder(tmp_path / "data", image_size=32, cache_dir=tmp_path / "c", progress=False)
+    fs = read_folder(tmp_path / "data", crop=CropOptions(image_size=32, detector="mediapipe"),
+                     cache_dir=tmp_path / "c", progress=False)
     (cache_file,) = (tmp_path / "c").glob("faces-*.pt")
     cache_file.write_bytes(b"not a torch file")
-    again = read_folder(tmp_path / "data", image_size=32, cache_dir=tmp_path / "c", progress=False)
+    again = read_folder(tmp_path / "data", crop=CropOptions(image_size=32, detector="mediapipe"),
+                        cache_dir=tmp_path / "c", progress=False)
     assert again.meta["cache_hits"] == 0 and np.array_equal(again.images.numpy(), fs.images.numpy())
 
 
@@ -187,12 +194,15 @@ def test_subjects_csv_and_bad_parameters(tmp_path):
     names = make_folder(tmp_path / "data")
     with open(tmp_path / "data" / "subjects.csv", "w") as f:
         f.write("file,subject\n" + "".join(f"{n},{'anna' if i % 2 else 'bob'}\n" for i, n in enumerate(names)))
-    fs = read_folder(tmp_path / "data", image_size=32, cache=False, progress=False)
+    fs = read_folder(tmp_path / "data", crop=CropOptions(image_size=32, detector="mediapipe"),
+                     cache=False, progress=False)
     assert sorted(set(fs.subjects.tolist())) == [0, 1] and fs.meta["subjects_known"]
     with pytest.raises(DataError, match="method"):
-        read_folder(tmp_path / "data", method="retinaface", cache=False, progress=False)
+        read_folder(tmp_path / "data", crop=CropOptions(method="retinaface", detector="mediapipe"),
+                    cache=False, progress=False)
     with pytest.raises(DataError, match="image_size"):
-        read_folder(tmp_path / "data", image_size=4, cache=False, progress=False)
+        read_folder(tmp_path / "data", crop=CropOptions(image_size=4, detector="mediapipe"),
+                    cache=False, progress=False)
 
 
 def test_haar_path_without_landmarks_reports_canonical_regions(cfee_root, tmp_path):

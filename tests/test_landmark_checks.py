@@ -12,6 +12,7 @@ from landmark_shapes import cfee_points
 from PIL import Image
 
 from compound_fer import cli
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.folder import read_folder
 from compound_fer.data.landmark_checks import face_problem
 from compound_fer.data.schemes import CFEE78
@@ -60,7 +61,7 @@ def folder(root, rows_edit=None, n=3, extra_rows=None) -> list[str]:
 
 
 def read(root):
-    return read_folder(root, image_size=32, cache=False, progress=False, detector=None)
+    return read_folder(root, crop=CropOptions(image_size=32, detector=None), cache=False, progress=False)
 
 
 @pytest.mark.parametrize("mistake, says", [

@@ -17,6 +17,7 @@ from test_face_landmarks import draw, mp468_from
 
 from compound_fer import cli, taxonomy
 from compound_fer.data import faces, landmarks
+from compound_fer.data.crop_options import CropOptions
 from compound_fer.data.folder import read_folder
 from compound_fer.data.listfile import RAF_LIST
 from compound_fer.data.load import load_faces, scan
@@ -62,7 +63,7 @@ def fake_haar(monkeypatch):
 
 def test_folder_landmarks_file_gives_cfee78_landmarks_in_crop_pixels(tmp_path):
     class_folders(tmp_path)
-    fs = read_folder(tmp_path, image_size=64, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=64, detector="mediapipe"), cache=False, progress=False)
     assert fs.landmark_scheme == "cfee78" and fs.landmarks.shape == (4, 78, 2) and fs.landmarks_valid.all()
     assert fs.meta["landmark_sources"] == {"file": 4} and fs.meta["landmarks_file"].endswith("landmarks.csv")
     img = fs.images[0].permute(1, 2, 0).numpy()
@@ -74,10 +75,10 @@ def test_folder_landmarks_file_gives_cfee78_landmarks_in_crop_pixels(tmp_path):
 
 def test_folder_without_landmarks_uses_the_detector_or_haar(tmp_path, fake_detector, fake_haar):
     class_folders(tmp_path, with_csv=False)
-    fs = read_folder(tmp_path, image_size=48, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=48, detector="mediapipe"), cache=False, progress=False)
     assert fs.landmark_scheme == "mediapipe468" and fs.landmarks.shape == (4, 468, 2)
     assert fs.meta["landmark_sources"] == {"mediapipe": 4} and fs.meta["methods"] == {"mediapipe": 4}
-    off = read_folder(tmp_path, image_size=48, cache=False, progress=False, detector=None)
+    off = read_folder(tmp_path, crop=CropOptions(image_size=48, detector=None), cache=False, progress=False)
     assert off.landmarks is None and off.meta["landmark_sources"] == {"none": 4}
     assert off.meta["methods"] == {"haar-noeyes": 4}
 
@@ -86,7 +87,7 @@ def test_missing_rows_are_named_and_marked_invalid(tmp_path, fake_detector, capl
     rows = class_folders(tmp_path)
     write_lm_csv(tmp_path / "landmarks.csv", dict(list(rows.items())[:3]))
     with caplog.at_level(logging.WARNING):
-        fs = read_folder(tmp_path, image_size=48, cache=False, progress=False)
+        fs = read_folder(tmp_path, crop=CropOptions(image_size=48, detector="mediapipe"), cache=False, progress=False)
     assert "landmarks.csv: no row for 1 of 4 image(s) (1.png)" in caplog.text
     lacking = [s.endswith("Sadly surprised/1.png") for s in fs.sources]
     assert fs.landmark_scheme == "cfee78" and fs.landmarks_valid.tolist() == [not x for x in lacking]
@@ -122,7 +123,7 @@ def test_wrong_point_count_and_points_outside_the_image(tmp_path):
     rows["Sadly surprised/0.png"] = rows["Sadly surprised/0.png"].copy()
     rows["Sadly surprised/0.png"][70, 1] = 230  # 30 px below: a chin cut by the border is fine
     write_lm_csv(tmp_path / "landmarks.csv", rows)
-    fs = read_folder(tmp_path, image_size=32, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"), cache=False, progress=False)
     why = {s.file.split("/", s.file.count("/") - 1)[-1]: s.reason for s in fs.meta["skipped"]}
     assert len(fs) == 2 and set(why) == {"happy/0.png", "happy/1.png"}
     assert "landmarks.csv, line 3 (1.png): the image-left eye centre" in why["happy/1.png"]
@@ -132,27 +133,31 @@ def test_wrong_point_count_and_points_outside_the_image(tmp_path):
 
 def test_bad_input_keeps_the_cache(tmp_path):
     class_folders(tmp_path / "d")
-    read_folder(tmp_path / "d", image_size=32, cache_dir=tmp_path / "c", progress=False)
+    read_folder(tmp_path / "d", crop=CropOptions(image_size=32, detector="mediapipe"),
+                cache_dir=tmp_path / "c", progress=False)
     (cache_file,) = (tmp_path / "c").glob("faces-*.pt")
     before = cache_file.read_bytes()
     good = (tmp_path / "d" / "landmarks.csv").read_text()
     (tmp_path / "d" / "landmarks.csv").write_text(good.replace(good.splitlines()[1].split(",")[3], "nan", 1))
     with pytest.raises(DataError, match="line 2"):
-        read_folder(tmp_path / "d", image_size=32, cache_dir=tmp_path / "c", progress=False)
+        read_folder(tmp_path / "d", crop=CropOptions(image_size=32, detector="mediapipe"),
+                    cache_dir=tmp_path / "c", progress=False)
     (tmp_path / "d" / "aus.csv").write_text("file,AU99\nhappy/0.png,0.5\n")
     (tmp_path / "d" / "landmarks.csv").write_text(good)
     with pytest.raises(DataError, match="unknown action unit 'AU99'"):
-        read_folder(tmp_path / "d", image_size=32, cache_dir=tmp_path / "c", progress=False)
+        read_folder(tmp_path / "d", crop=CropOptions(image_size=32, detector="mediapipe"),
+                    cache_dir=tmp_path / "c", progress=False)
     assert cache_file.read_bytes() == before and len(list((tmp_path / "c").glob("*"))) == 1
     (tmp_path / "d" / "aus.csv").unlink()
-    again = read_folder(tmp_path / "d", image_size=32, cache_dir=tmp_path / "c", progress=False)
+    again = read_folder(tmp_path / "d", crop=CropOptions(image_size=32, detector="mediapipe"),
+                        cache_dir=tmp_path / "c", progress=False)
     assert again.meta["cache_hits"] == 4
 
 
 def test_aus_csv(tmp_path):
     class_folders(tmp_path)
     (tmp_path / "aus.csv").write_text("file,AU12,au6,AU 25\nhappy/0.png,c,0.5,\nhappy/1.png,1,e,a\n")
-    fs = read_folder(tmp_path, image_size=32, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"), cache=False, progress=False)
     col = {au: j for j, au in enumerate(taxonomy.ACTION_UNITS)}
     at = {s.split("/", s.count("/") - 1)[-1]: fs.aus[i] for i, s in enumerate(fs.sources)}
     assert at["happy/0.png"][col[12]] == pytest.approx(0.6) and at["happy/0.png"][col[6]] == pytest.approx(0.5)
@@ -170,7 +175,7 @@ def test_aus_csv(tmp_path):
 def test_ck_plus_folder_skips_contempt_with_one_warning(tmp_path, caplog, capsys):
     class_folders(tmp_path, classes=CKPLUS, n=2)
     with caplog.at_level(logging.WARNING):
-        fs = read_folder(tmp_path, image_size=32, cache=False, progress=False)
+        fs = read_folder(tmp_path, crop=CropOptions(image_size=32, detector="mediapipe"), cache=False, progress=False)
     assert sorted(fs.class_names) == ["Angry", "Disgusted", "Fearful", "Happy", "Sad", "Surprised"]
     assert caplog.text.count("contempt: 2 images skipped, not a CFEE category") == 1
     assert fs.meta["skipped_classes"] == {"contempt": 2}
@@ -219,7 +224,7 @@ def test_cfee_photos_without_landmark_files_get_detected_landmarks(cfee_root, tm
         cls = taxonomy.by_id(int(p.name[:2])).name
         (tmp_path / cls).mkdir(exist_ok=True)
         shutil.copy(p, tmp_path / cls / p.name.replace("_", "-"))  # not CFEE-named: a labelled folder
-    fs = read_folder(tmp_path, image_size=64, cache=False, progress=False)
+    fs = read_folder(tmp_path, crop=CropOptions(image_size=64, detector="mediapipe"), cache=False, progress=False)
     assert len(fs) == 4 and fs.landmark_scheme == "mediapipe468" and fs.landmarks_valid.all()
     assert fs.meta["landmark_sources"] == {"mediapipe": 4}
     from compound_fer.data.schemes import MEDIAPIPE468
@@ -231,7 +236,8 @@ def test_cfee_photos_without_landmark_files_get_detected_landmarks(cfee_root, tm
 def test_cfee_reader_landmarks(cfee_root, tmp_path):
     from compound_fer.data.cfee import read_cfee
 
-    fs = read_cfee(cfee_root, image_size=64, cache_dir=tmp_path / "c", progress=False, include=["Happy", "Sad"])
+    fs = read_cfee(cfee_root, crop=CropOptions(image_size=64, detector="mediapipe"),
+                   cache_dir=tmp_path / "c", progress=False, include=["Happy", "Sad"])
     assert fs.landmark_scheme == "cfee78" and fs.landmarks_valid.all() and fs.aus is not None
     pupils = fs.landmarks[:, [0, 9]]
     assert ((pupils > 0) & (pupils < 63)).all()
@@ -243,7 +249,7 @@ def test_rows_in_the_usual_frame_of_a_larger_copy_are_scaled(tmp_path, caplog):
     big = cv2.resize(draw(rows["happy/1.png"]), (400, 400), interpolation=cv2.INTER_NEAREST)
     Image.fromarray(big).save(tmp_path / "happy" / "1.png")  # a 2x copy; its row stays in the 200x200 frame
     with caplog.at_level(logging.WARNING):
-        fs = read_folder(tmp_path, image_size=64, cache=False, progress=False)
+        fs = read_folder(tmp_path, crop=CropOptions(image_size=64, detector="mediapipe"), cache=False, progress=False)
     assert "rows of 1 image(s) are in the 200x200 frame" in caplog.text and "1.png (400x400, x2)" in caplog.text
     i = [s.endswith("happy/1.png") for s in fs.sources].index(True)
     img = fs.images[i].permute(1, 2, 0).numpy()
@@ -254,7 +260,8 @@ def test_rows_in_the_usual_frame_of_a_larger_copy_are_scaled(tmp_path, caplog):
     write_lm_csv(tmp_path / "landmarks.csv", rows)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        again = read_folder(tmp_path, image_size=64, cache=False, progress=False)
+        again = read_folder(tmp_path, crop=CropOptions(image_size=64, detector="mediapipe"),
+                            cache=False, progress=False)
     assert "frame of the other images" not in caplog.text
     assert torch.allclose(again.landmarks[i], fs.landmarks[i], atol=0.05)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from compound_fer import taxonomy
 from compound_fer.data.annotations import read_landmarks
-from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
+from compound_fer.data.crop_options import READER_CROP, CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (
@@ -176,25 +176,22 @@ def scan_cfee(root: str | os.PathLike) -> CFEEIndex:
 def read_cfee(
     root: str | os.PathLike,
     *,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    method: str = "auto",
-    margin: float = DEFAULT_MARGIN,
+    crop: CropOptions = READER_CROP,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     include: Iterable[str] | None = None,
     workers: int = 1,
-    detector: str | None = "mediapipe",
-    no_face: str = "skip",
     strict_classes: bool = False,
 ) -> FaceSet:
     """Read CFEE into a FaceSet of aligned square crops (uint8 RGB), global labels, subject ids,
     AU intensities from the workbook (NaN rows for subjects it does not code; None without a workbook),
     region masks and landmarks. Problem files are skipped and listed in ``meta['skipped']``.
 
-    ``method``: "landmarks" (landmarks.csv rows, else the detector), "haar" (OpenCV cascades) or "auto"
-    (landmarks when there are any, else Haar). ``detector``: finds landmarks for images without a
-    landmarks.csv row (None: off); ``no_face``: "skip" or "haar" when it finds none. ``include``:
+    ``crop`` (:class:`~compound_fer.data.crop_options.CropOptions`): its ``method`` is "landmarks" (landmarks.csv
+    rows, else the detector), "haar" (OpenCV cascades) or "auto" (landmarks when there are any, else Haar); its
+    ``detector`` finds landmarks for images without a landmarks.csv row (None: off); ``no_face``: "skip" or
+    "haar" when it finds none. ``include``:
     category names to keep (default: all 22, Neutral included). ``strict_classes``: refuse files with an
     unknown category id (by default they are skipped as problem files).
     """
@@ -204,7 +201,7 @@ def read_cfee(
         raise DataError(f"{index.root}: {len(unknown)} image(s) have an unknown CFEE category id (first: {unknown[0]}) "
                         "and strict_classes=True; rename or remove them, or set strict_classes=False to skip them")
     pick = pick_categories(index, include)
-    if method == "landmarks" and index.landmarks is None and detector is None:
+    if crop.method == "landmarks" and index.landmarks is None and crop.detector is None:
         raise DataError(f"{index.root}: method='landmarks' needs a landmarks.csv (file, x0..x77, y0..y77) or the "
                         "landmark detector (detector='mediapipe'); add one or use method='auto' or 'haar'")
     # with method='haar' the file's landmarks still ride along into the crops (masks, geometry)
@@ -219,7 +216,6 @@ def read_cfee(
                 aus[j] = 0.0
             elif (sid, cat) in table:
                 aus[j] = table[(sid, cat)]
-    crop = CropOptions(image_size=image_size, method=method, margin=margin, detector=detector, no_face=no_face)
     return build_faceset(index, crop=crop, cache=cache, cache_dir=cache_dir, progress=progress, workers=workers,
                          landmarks=landmarks, aus=aus, pick=pick,
                          extra_meta={"xls": str(index.xls) if index.xls else None,

@@ -1,11 +1,11 @@
 """How a face is cropped, as one frozen object: side, placement method, margin, landmark detector and what
 to do when the detector finds no face. Built from a config's ``data`` section with
-:meth:`CropOptions.from_data_config`; the readers build one from their keyword arguments."""
+:meth:`CropOptions.from_data_config`; every reader takes one (``crop=``, by default :data:`READER_CROP`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from compound_fer.errors import DataError
 
@@ -53,10 +53,11 @@ class CropOptions:
         return cls(image_size=data.image_size, method=data.face_method, margin=data.face_margin,
                    detector=data.landmark_detector, no_face=data.no_face)
 
-    def reader_kwargs(self) -> dict:
-        """These options as the keyword arguments of the readers (:func:`compound_fer.data.load.load_faces`)."""
-        return {"image_size": self.image_size, "method": self.method, "margin": self.margin,
-                "detector": self.detector, "no_face": self.no_face}
+    def with_keywords(self, kw: dict[str, Any]) -> "CropOptions":
+        """These options with any crop keyword of ``kw`` (``image_size``, ``method``, ...) taken out of it and
+        applied: the shorthand ``load_faces(root, image_size=64)`` becomes one CropOptions here."""
+        given = {f.name: kw.pop(f.name) for f in fields(self) if f.name in kw}
+        return replace(self, **given) if given else self
 
     def check(self) -> None:
         """DataError naming the first option out of range (the detector name is checked where it is used)."""
@@ -66,3 +67,8 @@ class CropOptions:
             raise DataError(f"image_size must be an integer >= 16, got {self.image_size!r}")
         if not 0 <= self.margin <= 1:
             raise DataError(f"margin must be between 0 and 1, got {self.margin!r}")
+
+
+#: The readers' crop when none is given: the library's size and margin, and the offline landmark detector
+#: for files without a landmarks row (a protocol config sets its own with :meth:`CropOptions.from_data_config`).
+READER_CROP = CropOptions(detector="mediapipe")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from compound_fer import taxonomy
-from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
+from compound_fer.data.crop_options import READER_CROP, CropOptions
 from compound_fer.data.delimited import decode
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
@@ -108,28 +108,23 @@ def scan_folder(root: str | os.PathLike, *, strict_classes: bool = False) -> Dat
 def read_folder(
     root: str | os.PathLike,
     *,
-    image_size: int = DEFAULT_IMAGE_SIZE,
-    method: str = "auto",
-    margin: float = DEFAULT_MARGIN,
+    crop: CropOptions = READER_CROP,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     include=None,
     workers: int = 1,
-    detector: str | None = "mediapipe",
-    no_face: str = "skip",
     strict_classes: bool = False,
 ) -> FaceSet:
     """Read labelled class folders into a FaceSet. Landmarks from ``ROOT/landmarks.csv``, else from
-    ``detector`` (None: Haar cascades, no landmarks); AUs from ``ROOT/aus.csv`` (else None). Problem
+    ``crop.detector`` (None: Haar cascades, no landmarks); AUs from ``ROOT/aus.csv`` (else None). Problem
     files are skipped and listed in ``meta['skipped']``; unknown class folders are skipped (or refused
     with ``strict_classes``)."""
     index = scan_folder(root, strict_classes=strict_classes)
     pick = pick_categories(index, include)
-    if method == "landmarks" and index.landmarks is None and detector is None:
+    if crop.method == "landmarks" and index.landmarks is None and crop.detector is None:
         raise DataError(f"{index.root}: method='landmarks' needs ROOT/landmarks.csv or the landmark detector "
                         "(detector='mediapipe'); add one or use method='auto'")
-    crop = CropOptions(image_size=image_size, method=method, margin=margin, detector=detector, no_face=no_face)
     return build_annotated(index, pick=pick, crop=crop, cache=cache,
                            cache_dir=cache_dir, progress=progress, workers=workers,
                            extra_meta={"subjects": "subjects.csv" if index.subjects_known

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compound_fer import taxonomy
-from compound_fer.data.crop_options import DEFAULT_IMAGE_SIZE, DEFAULT_MARGIN, CropOptions
+from compound_fer.data.crop_options import READER_CROP, CropOptions
 from compound_fer.data.delimited import Table, decode, read_table
 from compound_fer.data.images import SkipReport, find_duplicates, is_image_file
 from compound_fer.data.index import (
@@ -267,16 +267,13 @@ def scan_list(root: str | os.PathLike, *, strict_classes: bool = False) -> DataI
                     landmarks=lm if lm.is_file() else None, subjects_known=known, skipped_classes=unknown)
 
 
-def read_list(root: str | os.PathLike, *, image_size: int = DEFAULT_IMAGE_SIZE, method: str = "auto",
-              margin: float = DEFAULT_MARGIN,
-              cache: bool = True, cache_dir: str | os.PathLike | None = None, progress: bool = True, include=None,
-              workers: int = 1, detector: str | None = "mediapipe", no_face: str = "skip",
-              strict_classes: bool = False) -> "FaceSet":
+def read_list(root: str | os.PathLike, *, crop: CropOptions = READER_CROP, cache: bool = True,
+              cache_dir: str | os.PathLike | None = None, progress: bool = True, include=None,
+              workers: int = 1, strict_classes: bool = False) -> "FaceSet":
     """Read a list-file folder into a FaceSet (landmarks from ``landmarks.csv`` or the detector, AUs from
     ``aus.csv``); problem files are skipped and listed in ``meta['skipped']``."""
     index = scan_list(root, strict_classes=strict_classes)
     pick = pick_categories(index, include)
-    crop = CropOptions(image_size=image_size, method=method, margin=margin, detector=detector, no_face=no_face)
     return build_annotated(index, pick=pick, crop=crop, cache=cache,
                            cache_dir=cache_dir, progress=progress, workers=workers,
                            extra_meta={"list_file": str(find_list(index.root)),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compound_fer.data import cfee, folder, listfile
+from compound_fer.data.crop_options import READER_CROP, CropOptions
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.index import DataIndex, Reader, check_root
 
@@ -33,10 +34,13 @@ def scan(path: str | os.PathLike) -> DataIndex:
     return reader.scan(root)
 
 
-def load_faces(path: str | os.PathLike, **kw: Any) -> FaceSet:
+def load_faces(path: str | os.PathLike, *, crop: CropOptions | None = None, **kw: Any) -> FaceSet:
     """Read real faces from ``path`` with the first reader of :data:`READERS` that accepts it
     (:func:`~compound_fer.data.cfee.read_cfee` when files are named ``EE_SSS_*.jpg``, else
-    :func:`~compound_fer.data.folder.read_folder`); keyword arguments pass through (``image_size``,
-    ``method``, ``margin``, ``cache``, ``cache_dir``, ``progress``, ``include``, ``workers``)."""
+    :func:`~compound_fer.data.folder.read_folder`), cropped as ``crop`` says (default
+    :data:`~compound_fer.data.crop_options.READER_CROP`). Crop keywords (``image_size``, ``method``, ``margin``,
+    ``detector``, ``no_face``) are a shorthand applied to it; the rest pass through (``cache``, ``cache_dir``,
+    ``progress``, ``include``, ``workers``, ``strict_classes``)."""
     reader, root = reader_for(path)
-    return reader.read(root, **kw)
+    crop = (crop or READER_CROP).with_keywords(kw)
+    return reader.read(root, crop=crop, **kw)

@@ -30,7 +30,7 @@ def load_dataset(cfg: ProtocolConfig, *, path: str | None = None, progress: bool
                         image_size=cfg.data.image_size, seed=s.seed, progress=progress)
 
     root = path or cfg.data.path
-    faces = load_faces(root, **CropOptions.from_data_config(cfg.data).reader_kwargs(), progress=progress,
+    faces = load_faces(root, crop=CropOptions.from_data_config(cfg.data), progress=progress,
                        strict_classes=cfg.data.strict_classes)
     kept = faces.where(labels=[taxonomy.label_of(n) for n in names])
     if len(kept) == 0:

@@ -213,6 +213,13 @@ class ContinualPhase(_Section):
         return tuple(m.lower() for m in v)  # empty: no continual phase (the few-shot phase alone)
 
 
+class ImprintConfig(_Section):
+    """New unit = imprinted, TEEN-calibrated support prototype blended with the component prior (imprinting.py)."""
+    mode: Literal["none", "frozen", "finetune"] = "none"  # none: component init alone; frozen: blend, no training
+    alpha: float = Field(0.5, ge=0.0, le=1.0)  # TEEN: share of the prototype moved toward its components'
+    kappa: float = Field(1.0, ge=0.0)  # the prior weighs like kappa shots: data weight k / (k + kappa)
+
+
 class EpisodesConfig(_Section):
     """N-way K-shot episodes over the compound classes of the scored subjects (runner/episodes.py)."""
 
@@ -222,7 +229,8 @@ class EpisodesConfig(_Section):
     queries: int = Field(15, ge=1)
     count: int = Field(600, ge=1)
     seed: int = 0
-    learners: tuple[Literal["ncm", "component_finetune", "kept"], ...] = ("ncm", "component_finetune", "kept")
+    learners: tuple[Literal["ncm", "component_finetune", "kept", "imprint"], ...] = ("ncm", "component_finetune",
+                                                                                     "kept")
     steps: int = Field(50, ge=1)  # full-batch Adam steps of the fine-tuned learners
     lr: float = Field(1e-3, gt=0.0)
     tau: float = Field(1.0, ge=0.0)  # kept learner: logit adjustment
@@ -244,6 +252,7 @@ class FewShotPhase(_Section):
     prototypes: Literal["none", "imprint", "ncm"] = "none"  # kept mode: as continual.prototypes
     bias_correction: BiasCorrection = BiasCorrection()  # kept mode: as continual.bias_correction
     memory_selection: MemorySelection = "top"  # kept mode: which basic faces the memory keeps (PSMR's selection)
+    imprint: ImprintConfig = ImprintConfig()  # kept mode and the episodes' imprint learner: evidence vs prior
     episodes: EpisodesConfig = EpisodesConfig()  # N-way K-shot episodes (the field's protocol), beside the above
     save_models: bool = True  # the largest-shot episode of each compound (repeat 0) under models/, for Grad-CAM
 

@@ -60,7 +60,7 @@ def test_component_units_are_the_mean_of_the_basic_units():
         component_units(head, [12])
 
 
-@pytest.mark.parametrize("name", ["ncm", "component_finetune", "kept"])
+@pytest.mark.parametrize("name", ["ncm", "component_finetune", "kept", "imprint"])
 def test_every_learner_separates_well_apart_classes_from_one_shot(name):
     head, centres = _head()
     g = torch.Generator().manual_seed(0)

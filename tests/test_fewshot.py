@@ -198,3 +198,28 @@ def test_zero_shot_row_builds_the_output_from_the_components_and_trains_nothing(
     assert res.shots == 0 and res.shot_indices == [] and res.settings["mode"] == "zero-shot"
     assert 0.0 <= res.seven_way_accuracy <= 1.0 and res.n_test_new == 10
     assert all(torch.equal(before[k], v) for k, v in basic.state_dict().items())
+
+
+def test_kept_mode_imprint_frozen_sets_the_blend_and_trains_nothing_else(data):
+    """fewshot.imprint frozen: the new unit is the blend of the shots and the components' prior, the basic
+    rows stay the basic model's and the row says which learner ran; none leaves the kept row as it was."""
+    from compound_fer.config import ImprintConfig
+    from compound_fer.runner.fewshot import build, train_episode
+    from compound_fer.training.imprinting import ImprintPlugin
+
+    basic, train, test = data
+    frozen = ImprintConfig(mode="frozen", alpha=0.5, kappa=1.0)
+    run = build(Episode(NEW, 3, 0, "kept"), EpisodeSettings(quota=3, imprint=frozen), basic_model=basic, train=train,
+                test=test, inputs=Inputs.of_images(train=train, test=test))
+    train_episode(run)
+    w = run.student.head.classifier.weight
+    assert torch.equal(w[:6], basic.head.classifier.weight)
+    plugin = next(p for p in run.strategy.plugins if isinstance(p, ImprintPlugin))
+    assert plugin.set == [{"label": 6, "shots": 3, "data_weight": 0.75}]
+    assert not torch.allclose(w[6], basic.head.classifier.weight[[0, 3]].mean(0))  # not the prior alone
+    res = run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, mode="kept", quota=3,
+                      imprint=frozen)
+    assert res.settings["imprint"] == {"mode": "frozen", "alpha": 0.5, "kappa": 1.0, "tau": 16.0}
+    plain = run_fewshot(basic_model=basic, train=train, test=test, compound=NEW, shots=1, epochs=1, mode="kept",
+                        quota=3)
+    assert plain.settings["imprint"] == "none"

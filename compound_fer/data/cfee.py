@@ -228,4 +228,6 @@ def looks_like_cfee(root: Path) -> bool:
     return any(CFEE_NAME.match(p.name) for p in walk_files(root))
 
 
-READER = Reader(name="cfee", detect=looks_like_cfee, scan=scan_cfee, read=read_cfee)
+READER = Reader(name="cfee", detect=looks_like_cfee, scan=scan_cfee, read=read_cfee,
+                layout="the CFEE release: files named `EE_SSS_*.jpg` (category id, subject id), optional FACS "
+                       "workbook and `landmarks.csv`")

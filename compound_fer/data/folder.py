@@ -132,4 +132,6 @@ def read_folder(
 
 
 #: The fallback layout: any folder is read as labelled class folders (errors name what is missing).
-READER = Reader(name="folder", detect=lambda root: True, scan=scan_folder, read=read_folder)
+READER = Reader(name="folder", detect=lambda root: True, scan=scan_folder, read=read_folder,
+                layout="class folders `ROOT/<class name>/*.jpg`, optional `subjects.csv` (any folder: the "
+                       "fallback)")

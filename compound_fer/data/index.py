@@ -237,9 +237,11 @@ def pick_categories(index: DataIndex, include: Iterable[str] | None) -> list[int
 @dataclass(frozen=True)
 class Reader:
     """One layout of real faces: ``detect(root)`` says whether a folder is in it, ``scan(root)`` lists it
-    cheaply, ``read(root, **kw)`` loads it into a FaceSet."""
+    cheaply, ``read(root, crop=..., **kw)`` loads it into a FaceSet; ``layout`` says in a line what a folder
+    of it looks like (the docs' reader table is made from it)."""
 
     name: str
     detect: Callable[[Path], bool]
     scan: Callable[[Path], DataIndex]
     read: Callable[..., FaceSet]
+    layout: str = ""

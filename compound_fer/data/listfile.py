@@ -282,4 +282,6 @@ def read_list(root: str | os.PathLike, *, crop: CropOptions = READER_CROP, cache
 
 
 #: The list-file layout's entry in :data:`compound_fer.data.load.READERS` (before the folder fallback).
-READER = Reader(name="list", detect=looks_like_list, scan=scan_list, read=read_list)
+READER = Reader(name="list", detect=looks_like_list, scan=scan_list, read=read_list,
+                layout="a list file naming each image and its label: `labels.csv` (`path,label[,subject]`) or "
+                       "RAF-DB compound's `list_patition_label.txt`")

@@ -23,6 +23,7 @@ from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.dataset import Splits
 from compound_fer.training.bias_correction import head_linear
 from compound_fer.training.episode_learners import BasicHead, learner
+from compound_fer.training.prototypes import prototypes
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ def basic_head(cfg: ProtocolConfig, net: nn.Module, train_z: torch.Tensor, train
     comps = {taxonomy.label_of(cat.name): tuple(order.index(c) for c in taxonomy.component_labels(cat.name))
              for cat in taxonomy.categories("compound")
              if all(c in order for c in taxonomy.component_labels(cat.name))}
-    return BasicHead(weight=w, bias=b, centre=z.mean(0), memory_x=z[keep_t], memory_y=y[keep_t], components=comps)
+    centre = z.mean(0)
+    protos = prototypes(z, y, centre)  # the imprint learner's TEEN base set
+    return BasicHead(weight=w, bias=b, centre=centre, memory_x=z[keep_t], memory_y=y[keep_t], components=comps,
+                     prototypes=torch.stack([protos[c] for c in range(len(order))]))
 
 
 def run_episodes(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
@@ -70,6 +74,8 @@ def run_episodes(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits,
     head = basic_head(cfg, net, train_z, train_y, quota=memory_budget(
         memory_fraction=cfg.continual.memory_fraction, n_train_images=len(splits.train), n_classes_total=n_all).quota)
     compounds = sorted(head.components)
+    imp = cfg.fewshot.imprint  # the imprint learner's settings (fewshot.imprint)
+    imprint = {"alpha": imp.alpha, "kappa": imp.kappa, "finetune": imp.mode == "finetune"}
     rows = []
     for shots in spec.shots:
         try:
@@ -82,13 +88,14 @@ def run_episodes(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits,
             fit, t0, accs = learner(name), time.perf_counter(), []
             for e in tqdm(episodes, desc=f"episodes {name} {shots}-shot", disable=not progress, leave=False):
                 pred = fit(head, test_z[e.support], torch.as_tensor(e.support_y), test_z[e.query], e.classes,
-                           steps=spec.steps, lr=spec.lr, tau=spec.tau)
+                           steps=spec.steps, lr=spec.lr, tau=spec.tau, **imprint)
                 accs.append(episode_accuracy(e.query_y, pred.numpy()))
             rows.append(EpisodeRow(seed=seed, learner=name, ways=spec.ways, shots=shots, queries=spec.queries,
                                    **summarise_episodes(accs, episodes), seconds=round(time.perf_counter() - t0, 2),
                                    settings={"steps": spec.steps, "lr": spec.lr, "tau": spec.tau,
                                              "episode_seed": spec.seed + 1000 * seed, "memory_per_class":
-                                             int(len(head.memory_y) / max(1, len(head.bias)))}))
+                                             int(len(head.memory_y) / max(1, len(head.bias))),
+                                             **({"imprint": imprint} if name == "imprint" else {})}))
             log.info("episodes: %s %d-way %d-shot %.1f%% +- %.1f", name, spec.ways, shots,
                      100 * rows[-1].accuracy_mean, 100 * rows[-1].accuracy_ci95)
     return rows

@@ -36,6 +36,7 @@ from compound_fer.scenarios import fewshot_benchmark
 from compound_fer.training.component_init import init_from_components
 from compound_fer.training.distillation import DistillationPlugin
 from compound_fer.training.fewshot import FewShotResult, score_fewshot
+from compound_fer.training.imprinting import TEEN_TAU, ImprintPlugin
 from compound_fer.training.predict import predict
 from compound_fer.training.registry import make_strategy
 
@@ -74,6 +75,7 @@ class EpisodeSettings:
     prototypes: str = "none"
     bias_correction: Any = None  # a BiasCorrection section (kept episodes): the lean toward the basic faces
     memory_selection: str = "top"  # kept episodes: which ranks of each basic class the memory keeps
+    imprint: Any = None  # an ImprintConfig (kept episodes): the new unit weighs its shots against its components
 
     @classmethod
     def from_config(cls, cfg: ProtocolConfig, *, mode: str, quota: int) -> "EpisodeSettings":
@@ -82,7 +84,8 @@ class EpisodeSettings:
         return cls(epochs=few.epochs, lr=few.lr, batch_size=few.batch_size, include_neutral=cfg.data.include_neutral,
                    kd=cfg.continual.kd, trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
                    quota=quota, component_init=few.component_init, prototypes=few.prototypes,
-                   bias_correction=few.bias_correction, memory_selection=few.memory_selection)
+                   bias_correction=few.bias_correction, memory_selection=few.memory_selection,
+                   imprint=few.imprint)
 
 
 @dataclass
@@ -140,6 +143,10 @@ def build(episode: Episode, settings: EpisodeSettings, *, basic_model: nn.Module
     plugins, _ = component_plugins(class_order=bench.class_order, rule="mean" if s.component_init else "none",
                                    prototypes=s.prototypes, device=s.device, bias=s.bias_correction,
                                    seed=episode.seed)
+    imprint = s.imprint if s.imprint is not None and s.imprint.mode != "none" else None
+    if imprint is not None:  # after component init: the blend of the shots and the components' prior
+        plugins.append(ImprintPlugin(class_order=bench.class_order, alpha=imprint.alpha, kappa=imprint.kappa,
+                                     shots=episode.shots, device=s.device))
     n_total = len(bench.class_order)
     run.strategy = make_strategy("kdpsmr", model=net, plugins=plugins, mem_size=s.quota * n_total,
                                  num_classes_total=n_total,
@@ -147,7 +154,7 @@ def build(episode: Episode, settings: EpisodeSettings, *, basic_model: nn.Module
     run.plugin = run.strategy.kd
     run.strategy.train_epochs = 0
     run.strategy.train(bench.train_stream[0])  # zero epochs: memory of basic faces, teacher = the basic model
-    run.strategy.train_epochs = s.epochs
+    run.strategy.train_epochs = 0 if imprint is not None and imprint.mode == "frozen" else s.epochs
     return run
 
 
@@ -172,6 +179,13 @@ def score(bench: Any, test: FaceSet, inputs: Inputs, model: nn.Module, teacher: 
     return scores, counts
 
 
+def _imprint_label(imprint: Any) -> Any:
+    """What a kept row says of fewshot.imprint: ``none`` or its mode, alpha, kappa and TEEN's tau."""
+    if imprint is None or imprint.mode == "none":
+        return "none"
+    return {"mode": imprint.mode, "alpha": imprint.alpha, "kappa": imprint.kappa, "tau": TEEN_TAU}
+
+
 def result(run: FewShotRun, scores: dict[str, float], counts: dict[str, Any], *, cached: bool) -> FewShotResult:
     """Stage 4: the episode's result (its row, without the repeat)."""
     e, s, kd = run.episode, run.settings, run.settings.kd
@@ -181,7 +195,8 @@ def result(run: FewShotRun, scores: dict[str, float], counts: dict[str, Any], *,
                 "mode": e.mode, "cached": cached, "classes": list(run.bench.names),
                 **({"quota": s.quota, "component_init": s.component_init, "prototypes": s.prototypes,
                     "bias_correction": getattr(s.bias_correction, "label", "none"),
-                    "memory_selection": s.memory_selection} if e.mode == "kept" else {})}
+                    "memory_selection": s.memory_selection, "imprint": _imprint_label(s.imprint)}
+                   if e.mode == "kept" else {})}
     return FewShotResult(compound=e.compound, shots=e.shots, seed=e.seed, shot_indices=[int(i) for i in shot_rows],
                          **counts, epochs=s.epochs, lr=s.lr, settings=settings, **scores)
 

@@ -8,6 +8,9 @@ Each learner takes the support embeddings of one episode and predicts its querie
 * ``kept``: the kept-mode learner: the basic head plus N component-initialised units, trained on a PSMR
   memory of basic faces (the top-m of each basic class by its true-class logit) and the support with the
   logit-adjusted loss (the few-shot bias correction), scored among the episode's N classes.
+* ``imprint``: each class's unit blends its support prototype (imprinted, TEEN-calibrated toward its components'
+  prototypes) with its components' mean unit, data weight k / (k + kappa) (training/imprinting.py); fine-tuned
+  on the support as ``component_finetune`` when ``finetune``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from compound_fer.errors import ConfigError
+from compound_fer.training.imprinting import blended_unit
 
-__all__ = ["BasicHead", "LEARNERS", "component_units", "learner"]
+__all__ = ["BasicHead", "LEARNERS", "basic_prototypes", "component_units", "learner"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class BasicHead:
     memory_x: Tensor  # (M, D)
     memory_y: Tensor  # (M,) basic labels
     components: dict[int, tuple[int, ...]]  # compound label -> rows of its basic components in the head
+    prototypes: Tensor | None = None  # (basic classes, D) CL2N prototypes of the basic training faces (None: memory's)
 
 
 def component_units(head: BasicHead, classes: Sequence[int]) -> tuple[Tensor, Tensor]:
@@ -89,8 +94,32 @@ def _kept(head: BasicHead, sx: Tensor, sy: Tensor, qx: Tensor, classes: Sequence
     return (qx @ w[n_basic:].T + b[n_basic:]).argmax(1)
 
 
+def basic_prototypes(head: BasicHead) -> Tensor:
+    """The basic classes' prototypes (the head's, else the memory's centred, L2-normalised class means)."""
+    if head.prototypes is not None:
+        return head.prototypes
+    z = F.normalize(head.memory_x - head.centre, dim=1)
+    return F.normalize(torch.stack([z[head.memory_y == c].mean(0) for c in range(len(head.bias))]), dim=1)
+
+
+def _imprint(head: BasicHead, sx: Tensor, sy: Tensor, qx: Tensor, classes: Sequence[int], *, steps: int = 50,
+             lr: float = 1e-3, alpha: float = 0.5, kappa: float = 1.0, finetune: bool = False, **_: float) -> Tensor:
+    component_units(head, classes)  # refuses a class without components
+    protos, scale = basic_prototypes(head), float(head.weight.norm(dim=1).mean())
+    units = []
+    for i, c in enumerate(classes):
+        rows = list(head.components[int(c)])
+        units.append(blended_unit(sx[sy == i], centre=head.centre, base=protos[rows], scale=scale, alpha=alpha,
+                                  kappa=kappa, prior=(head.weight[rows].mean(0), head.bias[rows].mean(0))))
+    w, b = torch.stack([u[0] for u in units]), torch.stack([u[1] for u in units])
+    if finetune:
+        _fit(w, b, sx, sy, steps=steps, lr=lr)
+    return (qx @ w.T + b).argmax(1)
+
+
 Learner = Callable[..., Tensor]
-LEARNERS: dict[str, Learner] = {"ncm": _ncm, "component_finetune": _component_finetune, "kept": _kept}
+LEARNERS: dict[str, Learner] = {"ncm": _ncm, "component_finetune": _component_finetune, "kept": _kept,
+                                "imprint": _imprint}
 
 
 def learner(name: str) -> Learner:

@@ -7,9 +7,10 @@ Usage: ``make diagrams`` (fetches the pinned Mermaid from npm once), or
 Each ```` ```mermaid ```` fence in ``docs/**/*.md`` is rendered by Mermaid's own ``mermaid.render`` in headless
 Chromium (driven over the DevTools protocol, as in ``docs_render_check.py``) into
 ``docs/diagrams/<hash>.svg``, named by the SHA-256 of its source (``docs/hooks/diagrams.py``, which swaps the
-fence for that image at build time). Labels are SVG text (``htmlLabels: false``) in Arial metrics
-(Liberation Sans here), so the file shows the same in an ``<img>`` on any machine. SVGs no fence uses any
-more are deleted.
+fence for that image at build time). Labels are Mermaid's usual HTML labels (XHTML in ``<foreignObject>``,
+re-serialised as XML so an ``<img>`` reads the file; its SVG-text labels drop the ``>`` of ``->``), measured
+in Arial metrics (Liberation Sans here), so the file shows the same on any machine with Arial or a
+metric-compatible font. SVGs no fence uses any more are deleted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 from docs_render_check import Browser
 
@@ -31,11 +33,16 @@ MERMAID_CONFIG = {
     "startOnLoad": False,
     "securityLevel": "strict",
     "theme": "default",
-    "htmlLabels": False,
-    "flowchart": {"htmlLabels": False, "useMaxWidth": False},
+    "flowchart": {"useMaxWidth": False},
     "fontFamily": "Arial, 'Liberation Sans', Helvetica, sans-serif",
     "themeVariables": {"fontFamily": "Arial, 'Liberation Sans', Helvetica, sans-serif"},
 }
+
+
+# Mermaid returns HTML markup (labels are XHTML in <foreignObject>, with <br>): re-serialise it as XML, so
+# the file is a well-formed SVG that an <img> (an XML parser) reads.
+XML_JS = ("new XMLSerializer().serializeToString("
+          "new DOMParser().parseFromString(r.svg, 'text/html').body.querySelector('svg'))")
 
 
 def load_hook():  # noqa: ANN201 - the module docs/hooks/diagrams.py
@@ -65,6 +72,7 @@ def finish_svg(svg: str, *, digest: str, page: str, version: str) -> str:
     svg = bare.replace("<svg", f'<svg width="{width}" height="{height}"', 1) + svg[len(tag):]
     head = (f"<!-- Mermaid {version}, rendered by benchmarks/render_diagrams.py from a fence in docs/{page};"
             f" source sha256 {digest}: edit the fence, then run `make diagrams`. -->\n")
+    ElementTree.fromstring(svg)  # well-formed XML, or raise
     return head + svg + "\n"
 
 
@@ -96,7 +104,7 @@ def render(jobs: dict[str, tuple[str, str]], *, tgz: Path, chromium: str) -> dic
             evaluate(f"mermaid.initialize({json.dumps(MERMAID_CONFIG)}); document.fonts.ready.then(() => 1)")
             out = {}
             for digest, (source, page) in jobs.items():
-                svg = evaluate(f"mermaid.render('d{digest}', {json.dumps(source)}).then(r => r.svg)")
+                svg = evaluate(f"mermaid.render('d{digest}', {json.dumps(source)}).then(r => {XML_JS})")
                 out[digest] = finish_svg(svg, digest=digest, page=page, version=version)
             return out
         finally:

@@ -10,6 +10,7 @@ import importlib.util
 import re
 from pathlib import Path
 from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import pytest
 
@@ -39,6 +40,7 @@ def test_every_diagram_has_its_svg_rendered_from_the_same_source_and_none_is_sta
         head = path.read_text("utf-8")[:400]
         assert f"source sha256 {digest}" in head and "<svg" in head
         assert "<script" not in path.read_text("utf-8")
+        assert ElementTree.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"  # an <img> reads XML
 
 
 def test_the_hook_swaps_every_fence_for_its_svg_image():
@@ -51,8 +53,8 @@ def test_the_hook_swaps_every_fence_for_its_svg_image():
         out = hook.on_page_markdown(text, SimpleNamespace(file=SimpleNamespace(src_uri=src_uri)),
                                     {"docs_dir": str(DOCS)})
         assert "```mermaid" not in out
-        assert len(re.findall(r"\]\((?:\.\./)*diagrams/[0-9a-f]{16}\.svg\)\{ \.diagram \}", out)) == \
-            len(hook.find_diagrams(text))
+        image = r"\]\((?:\.\./)*diagrams/[0-9a-f]{16}\.svg\)\{ \.diagram width=\d+ height=\d+ \}"
+        assert len(re.findall(image, out)) == len(hook.find_diagrams(text))
 
 
 def test_a_fence_without_its_svg_is_left_and_logged(tmp_path, caplog):

@@ -25,6 +25,7 @@ SVG_DIR = "diagrams"  # under docs_dir
 # A fenced block opened by ```mermaid (any indent, 3+ backticks) and closed by the same fence.
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})mermaid[ \t]*\n(?P<body>.*?)\n(?P=indent)(?P=ticks)[ \t]*$",
                    re.MULTILINE | re.DOTALL)
+_SIZE = re.compile(r'<svg width="(\d+)" height="(\d+)"')
 _LABEL = re.compile(r'[\[\(\{]+"?([^"\[\]\(\)\{\}]+?)"?[\]\)\}]+')
 
 
@@ -68,6 +69,8 @@ def on_page_markdown(markdown: str, page, config, **kwargs) -> str:  # noqa: ANN
             return m[0]
         rel = posixpath.relpath(name, page_dir or ".")
         alt = alt_text(source).replace("[", "(").replace("]", ")")
-        return (f'{m["indent"]}[![{alt}]({rel}){{ .diagram }}]({rel} "Open the diagram full size")')
+        size = _SIZE.search((docs_dir / name).read_text(encoding="utf-8")[:2000])
+        attrs = f" width={size[1]} height={size[2]}" if size else ""  # the page keeps its place while loading
+        return f'{m["indent"]}[![{alt}]({rel}){{ .diagram{attrs} }}]({rel} "Open the diagram full size")'
 
     return FENCE.sub(_swap, markdown)

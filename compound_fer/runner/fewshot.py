@@ -85,7 +85,7 @@ class EpisodeSettings:
                    kd=cfg.continual.kd, trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
                    quota=quota, component_init=few.component_init, prototypes=few.prototypes,
                    bias_correction=few.bias_correction, memory_selection=few.memory_selection,
-                   imprint=few.imprint)
+                   imprint=few.imprint, device=cfg.device)
 
 
 @dataclass

@@ -9,8 +9,13 @@ import torch.nn.functional as F
 from compound_fer.config import EpisodesConfig, FewShotPhase, ImprintConfig, parse_config
 from compound_fer.errors import ConfigError
 from compound_fer.training.episode_learners import BasicHead, learner
-from compound_fer.training.imprinting import (blended_unit, data_weight, imprinted_unit, support_prototype,
-                                              teen_calibrate)
+from compound_fer.training.imprinting import (
+    blended_unit,
+    data_weight,
+    imprinted_unit,
+    support_prototype,
+    teen_calibrate,
+)
 
 D = 6
 

@@ -584,23 +584,29 @@ def _saved_basic_model(tmp_path):
 
     classes = list(taxonomy.basic_names())
     path = tmp_path / "basic.pt"
+    recipe = {"crop": {"image_size": 32, "source": "synthetic"}}  # whole frames, as the synthetic faces
     save_model(build_model("small_cnn", num_classes=len(classes), pretrained=False, image_size=32), path,
-               meta={"classes": classes, "backbone": "small_cnn", "image_size": 32})
+               meta={"classes": classes, "backbone": "small_cnn", "image_size": 32, "recipe": recipe})
     return path
 
 
 def test_evaluate_names_absent_classes_once_instead_of_nan_rows(tmp_path, monkeypatch, capsys):
-    import compound_fer.data.load as load
+    from PIL import Image
+
     from compound_fer.data.synthetic import generate
 
     model = _saved_basic_model(tmp_path)
     faces = generate(categories=["Happy", "Sad"], n_subjects=2, per_subject=1, image_size=32, seed=0)
-    monkeypatch.setattr(load, "load_faces", lambda *a, **k: faces)
-    argv = ["evaluate", "--model", str(model), "--data", str(tmp_path), "--json", str(tmp_path / "e.json")]
+    data = tmp_path / "faces"
+    for i, label in enumerate(faces.labels):
+        (data / taxonomy.CATEGORIES[int(label)].name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(faces.images[i].permute(1, 2, 0).numpy()).save(data / taxonomy.CATEGORIES[int(label)].name
+                                                                        / f"{i}.png")
+    argv = ["evaluate", "--model", str(model), "--data", str(data), "--json", str(tmp_path / "e.json")]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "nan" not in out and "n=0" not in out
-    assert "Happy" in out and f"not in {tmp_path}: Angry, Surprised, Disgusted, Fearful" in out
+    assert "Happy" in out and f"not in {data}: Angry, Surprised, Disgusted, Fearful" in out
     data = json.loads((tmp_path / "e.json").read_text())
     assert set(data["per_class_recall"]) == {"Happy", "Sad"} and data["absent_classes"][0] == "Angry"
 

@@ -95,9 +95,11 @@ def _csv(path: Path) -> list[dict]:
 
 def test_models_record_how_their_faces_were_cropped(trained):
     meta = json.loads((trained / "basic_seed0.json").read_text())
-    assert meta["preprocess"] == {"source": "path", "face_method": "auto", "face_margin": 0.15,
-                                  "landmark_detector": "mediapipe", "no_face": "skip"}
-    assert json.loads((trained / "kdpsmr_seed0.json").read_text())["geometry"]["features"] > 0
+    assert meta["recipe"]["crop"] == {"image_size": 32, "source": "path", "face_method": "auto", "face_margin": 0.15,
+                                      "landmark_detector": "mediapipe", "no_face": "skip"}
+    assert meta["recipe"]["geometry"] is None and meta["recipe"]["config"]["name"] == "tiny_predict"
+    fused = json.loads((trained / "kdpsmr_seed0.json").read_text())
+    assert fused["geometry"]["features"] > 0 and fused["recipe"]["geometry"]["scheme"] == "mediapipe468"
 
 
 def test_cli_writes_one_row_per_image_and_marks_the_faceless_one(trained, photos, tmp_path, capsys):
@@ -162,7 +164,7 @@ def test_a_model_of_the_synthetic_data_sees_whole_frames(trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained, run / "models")
     meta = json.loads((run / "models" / "basic_seed0.json").read_text())
-    meta.pop("preprocess")  # as an older model: the run folder's config.yaml says how faces were made
+    meta.pop("recipe")  # as an older model: the run folder's config.yaml says how faces were made
     (run / "models" / "basic_seed0.json").write_text(json.dumps(meta))
     (run / "config.yaml").write_text(yaml.safe_dump({"data": {"source": "synthetic", "image_size": 32}}))
     flat = np.full((40, 60, 3), 128, np.uint8)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from compound_fer.commands._methods import check_method_names  # a name table: checked before torch loads
+from compound_fer.commands._progress import add_progress_argument, show_progress
 from compound_fer.errors import CompoundFERError, ConfigError, DataError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "configs"
@@ -58,7 +59,7 @@ def add_run_arguments(p: argparse.ArgumentParser, *, default_config: str | None,
     p.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start again")
     if continual:
         p.add_argument("--no-fewshot", action="store_true", help="skip the few-shot phase")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
     p.add_argument("--threads",
                    help="torch threads per process (>= 1, at most the usable cores; overrides the config's threads)")
 
@@ -262,7 +263,7 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
     out = check_out_dir(Path(args.out or Path("runs") / plan.config.name))
     command = " ".join(["compound-fer", *map(shlex.quote, sys.argv[1:])])
     # run_plan checks the folder's fingerprint first (compound_fer.fingerprint), before any data is made
-    run_plan(plan, out_dir=out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+    run_plan(plan, out_dir=out, resume=args.resume, overwrite=args.overwrite, progress=show_progress(args),
              command=command)
     _, rows = load_rows(out)  # every row in the folder, as results.md shows them (a resumed run adds to it)
     print(markdown_tables(summarize(rows), fewshot_summary(rows), [r for r in rows if r.get("kind") == "basic"]))

@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        help="face folder for --model (a CFEE-style tree readable by compound_fer.data.load); "
-        "with --config it overrides the config's data path",
+        help="face folder for --model (a CFEE-style tree readable by compound_fer.data.load), its faces placed "
+        "by the model's recipe exactly as `predict` places them; with --config it overrides the config's data path "
+        "and the config's crops are used",
     )
     p.add_argument("--config", default=None,
                    help="--model: the protocol config (YAML or packaged name, e.g. cfee_cpu) the model was trained "

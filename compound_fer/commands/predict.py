@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from compound_fer.commands._progress import add_progress_argument, show_progress
+
 NAME = "predict"
 HELP = ("label new photos with a saved model: one CSV row per image (label, probability, top-k, or why no face "
         "was found); faces are found and aligned as in training")
@@ -18,11 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files or folders (searched recursively); any size, colour or grey")
     p.add_argument("--out", type=Path, help="CSV file to write (default: print the CSV)")
-    p.add_argument("--top-k", default="3", metavar="K", help="labels listed per image, most likely first (default 3)")
+    p.add_argument("--top-k", default="3", metavar="K",
+                   help="labels listed per image, most likely first (default 3; at most the model's classes: a "
+                        "larger K lists them all, with a warning)")
     p.add_argument("--gradcam", type=Path, metavar="DIR", help="also write a Grad-CAM overlay PNG per face into DIR")
     p.add_argument("--landmarks", type=Path, metavar="CSV",
                    help="a landmarks file for the photos (a folder's own landmarks.csv is used without it)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="only for a model file saved without its input recipe (an older version): the config it "
+                        "was trained with (YAML or packaged name), which says how its faces were made")
+    add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from compound_fer.prediction import predict, write_csv
 
     preds = predict(args.model, args.inputs, top_k=top_k, gradcam=args.gradcam, landmarks=args.landmarks,
-                    progress=not args.no_progress)
+                    progress=show_progress(args), config=args.config)
     missing = sum(not p.face_found for p in preds)
     summary = (f"{len(preds)} image(s): {len(preds) - missing} labelled, {missing} without a face or unreadable"
                + (" (see the reason column)" if missing else ""))

@@ -115,6 +115,20 @@ def load_explained_faces(data: Path | None, *, config: Any = None, split: str = 
     return faces, info
 
 
+def recipe_faces(model: nn.Module, meta: dict[str, Any], data: Path, *,
+                 model_path: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """``(faces, info)``: the images of ``data`` of the model's classes, each placed by the model's recipe
+    exactly as ``predict`` places it (:func:`compound_fer.prediction.labelled.labelled_inputs`)."""
+    from compound_fer.prediction.labelled import labelled_inputs
+
+    found = labelled_inputs(model, meta, data, progress=False, model_path=model_path)
+    faces = found.faceset()
+    if found.missing:
+        log.warning("gradcam: %d image(s) of %s without a face are left out", len(found.missing), data)
+    return faces, {"data": str(data), "split": "all", "images": len(faces), "faces_missing": len(found.missing),
+                   "recipe": found.inputs.recipe.origin, "subjects": int(len(faces.subjects.unique()))}
+
+
 def accuracy(model: nn.Module, faces: Any, class_order: Sequence[int], batch_size: int = 64) -> float:
     """Share of ``faces`` whose predicted global label (through ``class_order``) is their label."""
     pred = predict(model, faces.images, batch_size=batch_size, class_order=class_order)
@@ -188,8 +202,11 @@ def saved_model_setup(model_path: Path, *, compound_models: Sequence[Path] = (),
     explain their compounds: ``(model, class_order, faces, {compound label: (model, order)}, info)``."""
     model, meta = load_model(model_path)
     order = [taxonomy.label_of(n) for n in meta["classes"]]
-    faces, faces_info = load_explained_faces(data, config=config, split=split, seed=seed,
-                                             image_size=int(meta.get("image_size", 112)))
+    if config is None and data is not None and split == "all":  # placed as `predict` places them
+        faces, faces_info = recipe_faces(model, meta, data, model_path=model_path)
+    else:
+        faces, faces_info = load_explained_faces(data, config=config, split=split, seed=seed,
+                                                 image_size=int(meta.get("image_size", 112)))
     by_label = {}
     for path in compound_models:
         m, mm = load_model(path)

@@ -2,14 +2,16 @@
 
 Every image gets one :class:`Prediction`, in input order: its label, probability and top-k, or, for a
 photo without a face or an unreadable file, why not (never an exception). Faces are found and aligned as
-the model's training faces were (:mod:`compound_fer.prediction.faces`); the model's side, landmark
-geometry and Grad-CAM overlays included, is :mod:`compound_fer.prediction.model`. Light on import: torch
+the model's training faces were, by the recipe its file carries (:mod:`compound_fer.prediction.recipe`),
+through the one function that evaluate and gradcam use too (:func:`compound_fer.prediction.inputs.model_inputs`);
+class probabilities and Grad-CAM overlays are :mod:`compound_fer.prediction.model`. Light on import: torch
 loads when :func:`predict` runs.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,8 @@ import numpy as np
 from compound_fer import taxonomy
 from compound_fer.errors import ConfigError
 from compound_fer.io import atomic_write
-from compound_fer.prediction.faces import collect_images, find_faces, preprocessing_of
 
+log = logging.getLogger(__name__)
 __all__ = ["CSV_COLUMNS", "Prediction", "predict", "write_csv"]
 
 #: The columns of ``compound-fer predict``'s CSV, in order (the fields of :class:`Prediction`).
@@ -73,25 +75,29 @@ def _load(model_or_path: Any) -> tuple[Any, dict, Path | None]:
 
 def predict(model_or_path: Any, images_or_paths: Any, *, top_k: int = 3, gradcam: str | os.PathLike | None = None,
             gradcam_method: str = "guided", landmarks: str | os.PathLike | None = None, progress: bool = True,
-            batch_size: int = 64) -> list[Prediction]:
+            batch_size: int = 64, config: str | os.PathLike | None = None) -> list[Prediction]:
     """One :class:`Prediction` per image (files, folders, arrays or PIL images), in input order.
 
     ``model_or_path``: a saved model's ``.pt`` (its ``.json`` beside it) or a ``(model, meta)`` pair from
-    :func:`compound_fer.model_io.load_model`. ``gradcam``: a folder that receives a Grad-CAM overlay PNG
-    per face (``gradcam_method``: a :mod:`compound_fer.explain.gradcam` method). ``landmarks``: a
-    landmarks file for the photos (a folder's own ``landmarks.csv`` is used without it).
+    :func:`compound_fer.model_io.load_model`; its faces are made by the recipe in its metadata
+    (:func:`compound_fer.prediction.inputs.model_inputs`), wherever the file lies. ``gradcam``: a folder
+    that receives a Grad-CAM overlay PNG per face (``gradcam_method``: a :mod:`compound_fer.explain.gradcam`
+    method). ``landmarks``: a landmarks file for the photos (a folder's own ``landmarks.csv`` is used
+    without it). ``config``: only for a model saved without a recipe, the config it was trained with.
     """
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ConfigError(f"top_k {top_k!r}: must be a whole number, at least 1")
     model, meta, path = _load(model_or_path)
-    settings = preprocessing_of(meta, path)
-    items, roots = collect_images(images_or_paths)
-    faces = find_faces(items, settings, roots=roots, progress=progress, landmarks=landmarks)
-    found = faces.found()
     names = [str(c) for c in meta["classes"]]
-    from compound_fer.prediction.model import classify, write_overlays  # torch: imported when predicting
+    if top_k > len(names):
+        log.warning("top-k %d: the model has %d classes, so every image lists all %d", top_k, len(names), len(names))
+    from compound_fer.prediction.inputs import model_inputs  # torch: imported when predicting
+    from compound_fer.prediction.model import classify, write_overlays
 
-    probs, x = classify(model, faces, found, names=names, batch_size=batch_size)
+    inputs = model_inputs(model, meta, images_or_paths, landmarks=landmarks, progress=progress, model_path=path,
+                          config=config)
+    faces, found, items, x = inputs.faces, inputs.found, inputs.items, inputs.x
+    probs = classify(model, x, names=names, batch_size=batch_size)
     overlays = (write_overlays(model, x, probs, faces, found, items, names=names, out=Path(gradcam),
                                method=gradcam_method, progress=progress) if gradcam is not None and found else {})
     row_of = {i: r for r, i in enumerate(found)}

@@ -1,87 +1,30 @@
 """The faces of new photos, made as the model's training faces were.
 
-The crop settings (method, margin, landmark detector, what to do without a face) come from the model's
-metadata (``preprocess``, written by the basic phase), else from the ``config.yaml`` of the run folder the
-model was saved in, else the defaults (with a warning). A model trained on the synthetic faces saw whole
+The crop settings (method, margin, landmark detector, what to do without a face) are the model's
+:class:`~compound_fer.prediction.recipe.Recipe`. A model trained on the synthetic faces saw whole
 frames, so its photos are used whole. Files go through the training pipeline
 (:func:`compound_fer.data.faces.preprocess_faces`, a tqdm bar on long inputs); landmark rows come from a
-folder's own ``landmarks.csv`` or an explicit file, as the data readers take them.
+folder's own ``landmarks.csv`` or an explicit file, as the data readers take them, through the readers'
+sanity checks (a bad row is named by file and line; its image is placed by the detector).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from compound_fer.data.crop_options import CropOptions
-from compound_fer.errors import ConfigError, DataError
+from compound_fer.errors import DataError
+from compound_fer.prediction.recipe import Recipe
 
 log = logging.getLogger(__name__)
 # The data modules are imported inside the functions: the package facade (``compound_fer.predict``) and
 # ``compound-fer predict --help`` import this module, and data.faceset brings torch.
 
-__all__ = ["FoundFaces", "Preprocessing", "collect_images", "find_faces", "preprocessing_of"]
-#: The crop settings a model's metadata records under ``preprocess`` (the config's ``data`` keys).
-PREPROCESS_KEYS: tuple[str, ...] = ("source", "face_method", "face_margin", "landmark_detector", "no_face")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model's faces were made: crop ``image_size`` and the config's ``data`` crop keys; ``origin``
-    says where they were read (model metadata, a run's config.yaml, or defaults)."""
-
-    image_size: int
-    source: str = "path"
-    face_method: str = "auto"
-    face_margin: float = 0.15
-    landmark_detector: str | None = "mediapipe"
-    no_face: str = "skip"
-    origin: str = "defaults"
-
-    def crop(self, detector: str | None) -> CropOptions:
-        """The crop these settings name, faces without landmarks placed by ``detector`` (None: Haar)."""
-        return CropOptions(image_size=self.image_size, method=self.face_method, margin=self.face_margin,
-                           detector=detector, no_face=self.no_face)
-
-
-def _run_config(model_path: Path | None) -> tuple[dict, Path] | None:
-    """The ``data`` section of the config.yaml of the run folder ``model_path`` was saved in (``models/``)."""
-    if model_path is None:
-        return None
-    path = Path(model_path).resolve().parent.parent / "config.yaml"
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        data = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data") or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as err:
-        log.warning("%s is unreadable (%s): its crop settings are not used", path, err)
-        return None
-    return (data, path) if isinstance(data, dict) else None
-
-
-def preprocessing_of(meta: dict[str, Any], model_path: str | os.PathLike | None = None) -> Preprocessing:
-    """The crop settings of a model from its metadata ``meta`` (:func:`compound_fer.model_io.load_model`),
-    else the config.yaml of its run folder, else the defaults (with a warning naming the model)."""
-    size = int(meta.get("image_size") or 0)
-    if size < 16:
-        raise ConfigError(f"{model_path or 'the model'}: its metadata gives no usable image_size ({size}); "
-                          "it cannot say how large its faces were")
-    found, origin = meta.get("preprocess"), "model metadata"
-    if not isinstance(found, dict):
-        run = _run_config(Path(model_path) if model_path is not None else None)
-        found, origin = (run[0], str(run[1])) if run else ({}, "defaults")
-    if origin == "defaults":
-        log.warning("%s: no crop settings in its metadata or run folder; using the defaults (detected, aligned "
-                    "faces, margin 0.15)", model_path or "the model")
-    values = {k: found[k] for k in PREPROCESS_KEYS if k in found}
-    return Preprocessing(image_size=size, origin=origin, **values)
+__all__ = ["FoundFaces", "collect_images", "find_faces"]
 
 
 def collect_images(inputs: Any) -> tuple[list[Any], list[Path | None]]:
@@ -117,10 +60,13 @@ def collect_images(inputs: Any) -> tuple[list[Any], list[Path | None]]:
 
 
 def _landmarks_for(files: list[str], roots: list[Path], landmarks: str | os.PathLike | None
-                   ) -> tuple[list, list[str], list[str]]:
-    """Per file: its landmarks (None without a row), where they come from, and their scheme. The table is
-    ``landmarks``, else the ``landmarks.csv`` of the folder the file was given by (as the data readers)."""
+                   ) -> tuple[list, list[str], list[str], dict[int, str]]:
+    """Per file: its landmarks (None without a row), where they come from, their scheme, and {position:
+    why} for rows failing the loader's sanity checks (:mod:`compound_fer.data.landmark_checks`: a warning
+    names the file and line; a file whose rows are mostly bad is refused). The table is ``landmarks``,
+    else the ``landmarks.csv`` of the folder the file was given by (as the data readers)."""
     from compound_fer.data.annotations import landmark_rows, read_landmarks
+    from compound_fer.data.landmark_checks import screen_rows
 
     tables: dict[Path, Any] = {}
 
@@ -138,14 +84,20 @@ def _landmarks_for(files: list[str], roots: list[Path], landmarks: str | os.Path
         table = explicit if explicit is not None else table_of(root)
         if table is not None:
             by_table.setdefault(id(table), (table, []))[1].append(i)
+    bad: dict[int, str] = {}
     for table, idx in by_table.values():
         pts, where, _ = landmark_rows(table, [files[i] for i in idx], table.path.parent)
         for i, p, w in zip(idx, pts, where):
             points[i], rows[i], schemes[i] = p, w, table.scheme
-    return points, rows, schemes
+        failed = screen_rows(table, [files[i] for i in idx], pts, where, warn=False)
+        if failed:
+            log.warning("%s: %d of %d landmark row(s) fail the sanity checks; those photos get no label (first: "
+                        "%s)", table.path, len(failed), len(idx), failed[min(failed)])
+        bad.update({idx[j]: f"bad landmarks row: {why}" for j, why in failed.items()})
+    return points, rows, schemes, bad
 
 
-def detector_for(settings: Preprocessing) -> str | None:
+def detector_for(settings: Recipe) -> str | None:
     """The offline detector for faces without landmark rows: the training's; a model trained on landmark
     files only (method 'landmarks', no detector) gets the default one, so new photos can still be placed."""
     from compound_fer.data.landmarks import usable_detector
@@ -198,13 +150,14 @@ def _as_rgb(image: Any, where: str) -> np.ndarray:
 
 class FoundFaces:
     """Per input position: the face crop (3, S, S) uint8, how it was placed, its landmarks in crop pixels
-    with their scheme; or, where no face was made, why not."""
+    with their scheme, its region masks (R, S, S) bool; or, where no face was made, why not."""
 
     def __init__(self, n: int) -> None:
         self.crop: list[np.ndarray | None] = [None] * n
         self.how: list[str | None] = [None] * n
         self.points: list[np.ndarray | None] = [None] * n
         self.scheme: list[str | None] = [None] * n
+        self.masks: list[np.ndarray | None] = [None] * n
         self.reason: list[str | None] = [None] * n
 
     def found(self) -> list[int]:
@@ -212,39 +165,45 @@ class FoundFaces:
         return [i for i, c in enumerate(self.crop) if c is not None]
 
 
-def _crop_files(faces: FoundFaces, idx: list[int], files: list[str], roots: list[Path], settings: Preprocessing, *,
+def _crop_files(faces: FoundFaces, idx: list[int], files: list[str], roots: list[Path], settings: Recipe, *,
                 detector: str | None, progress: bool, landmarks: str | os.PathLike | None) -> None:
     """Crop the files (at input positions ``idx``) with the training pipeline, uncached."""
     from compound_fer.data.faces import preprocess_faces
 
-    points, rows, schemes = _landmarks_for(files, roots, landmarks)
+    points, rows, schemes, bad = _landmarks_for(files, roots, landmarks)
+    for j, why in bad.items():  # as the loader: the image of a bad row is not used
+        faces.reason[idx[j]] = why
     for scheme in sorted(set(schemes)):  # one call per landmark scheme (a call takes one)
-        part = [j for j, s in enumerate(schemes) if s == scheme]
+        part = [j for j, s in enumerate(schemes) if s == scheme and j not in bad]
+        if not part:
+            continue
         pre = preprocess_faces([files[j] for j in part], [points[j] for j in part], crop=settings.crop(detector),
                                cache=False, progress=progress, scheme=scheme, landmark_rows=[rows[j] for j in part])
         for k, j in enumerate(pre.index):
             i = idx[part[j]]
             faces.crop[i], faces.how[i] = pre.images[k], pre.methods[k]
-            faces.points[i], faces.scheme[i] = pre.landmarks[k], pre.schemes[k]
+            faces.points[i], faces.scheme[i], faces.masks[i] = pre.landmarks[k], pre.schemes[k], pre.masks[k]
         kept = set(pre.index)
         for j, skip in zip([j for j in range(len(part)) if j not in kept], pre.skipped):  # both in input order
             faces.reason[idx[part[j]]] = skip.reason
 
 
-def _crop_one(faces: FoundFaces, i: int, image: np.ndarray, settings: Preprocessing, detector: str | None) -> None:
+def _crop_one(faces: FoundFaces, i: int, image: np.ndarray, settings: Recipe, detector: str | None) -> None:
     """The face of one RGB image at input position ``i`` (NoFace / DataError when there is none)."""
+    from compound_fer.data.faces import canonical_masks, crop_face
+
     if settings.source == "synthetic":
         faces.crop[i], faces.how[i] = _whole_frame(image, settings.image_size).transpose(2, 0, 1), "whole image"
+        faces.masks[i] = canonical_masks(settings.image_size)  # approximate: the frame is the face
         return
-    from compound_fer.data.faces import crop_face
 
     fc = crop_face(image, method=settings.face_method, size=settings.image_size, margin=settings.face_margin,
                    detector=detector, no_face=settings.no_face)
     faces.crop[i], faces.how[i] = np.ascontiguousarray(fc.image.transpose(2, 0, 1)), fc.method
-    faces.points[i], faces.scheme[i] = fc.landmarks, fc.scheme
+    faces.points[i], faces.scheme[i], faces.masks[i] = fc.landmarks, fc.scheme, fc.masks
 
 
-def find_faces(items: Sequence[Any], settings: Preprocessing, *, roots: Sequence[Path | None] | None = None,
+def find_faces(items: Sequence[Any], settings: Recipe, *, roots: Sequence[Path | None] | None = None,
                progress: bool = True, landmarks: str | os.PathLike | None = None) -> FoundFaces:
     """Every input's face as the model's training faces were made (files: the training pipeline itself;
     arrays and synthetic-trained models: the same crop, one image at a time), or why it has none."""

@@ -1,5 +1,6 @@
-"""The model's side of prediction: class probabilities of the found faces (with each face's landmark
-geometry when the model fuses it) and one Grad-CAM overlay per face (:mod:`compound_fer.explain`)."""
+"""The model's side of prediction: class probabilities of the model inputs
+(:func:`compound_fer.prediction.inputs.model_inputs`) and one Grad-CAM overlay per face
+(:mod:`compound_fer.explain`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ import torch
 from torch import nn
 
 from compound_fer import taxonomy
-from compound_fer.data.geometry import feature_count, geometry_features
-from compound_fer.data.schemes import SCHEMES
 from compound_fer.errors import WeightsError
 from compound_fer.explain.figures import overlay
 from compound_fer.explain.gradcam import compute_cams
@@ -24,41 +23,12 @@ from compound_fer.prediction.faces import FoundFaces
 
 log = logging.getLogger(__name__)
 
-__all__ = ["classify", "face_geometry", "write_overlays"]
+__all__ = ["classify", "write_overlays"]
 
 
-def _scheme_of_features(n: int) -> str | None:
-    """The landmark scheme whose geometry vector has ``n`` features (None when none has)."""
-    return next((name for name in SCHEMES if feature_count(name) == n), None)
-
-
-def face_geometry(model: nn.Module, faces: FoundFaces, found: Sequence[int]) -> torch.Tensor:
-    """(K, F) geometry of the found faces for a landmark-fused model; NaN rows (the training mean: the
-    pixels decide, as for test faces in training) where a face has no landmarks of the model's scheme."""
-    n = model.geometry.dim
-    scheme = _scheme_of_features(n)
-    out = torch.full((len(found), n), float("nan"))
-    for r, i in enumerate(found):
-        if scheme is not None and faces.points[i] is not None and faces.scheme[i] == scheme:
-            out[r] = torch.from_numpy(geometry_features(faces.points[i], scheme)[0])
-    missing = int((~torch.isfinite(out).all(1)).sum())
-    if missing:
-        log.warning("%d of %d face(s) have no %s landmarks, the model's geometry scheme: they are classified from "
-                    "their pixels and the mean geometry", missing, len(found), scheme or "known")
-    return out
-
-
-def classify(model: nn.Module, faces: FoundFaces, found: Sequence[int], *, names: Sequence[str],
-             batch_size: int = 64) -> tuple[np.ndarray, torch.Tensor]:
-    """(K, C) class probabilities (softmax, output columns in ``names`` order) of the found faces, and the
-    model inputs they came from (float in [0, 1], packed with the geometry for a fused model)."""
-    size = faces.crop[found[0]].shape[-1] if found else 1
-    x = (torch.from_numpy(np.stack([faces.crop[i] for i in found])).float().div_(255.0) if found
-         else torch.zeros(0, 3, size, size))
-    if getattr(model, "geometry", None) is not None and found:
-        from compound_fer.fusion import pack
-
-        x = pack(x, face_geometry(model, faces, found))
+def classify(model: nn.Module, x: torch.Tensor, *, names: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """(K, C) class probabilities (softmax, output columns in ``names`` order) of the model inputs ``x``
+    (:attr:`compound_fer.prediction.inputs.ModelInputs.x`), in batches, the model's mode left as it was."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -71,7 +41,7 @@ def classify(model: nn.Module, faces: FoundFaces, found: Sequence[int], *, names
     probs = torch.cat(out).numpy() if out else np.zeros((0, len(names)), np.float32)
     if probs.shape[1] != len(names):
         raise WeightsError(f"the model has {probs.shape[1]} outputs but its metadata names {len(names)} classes")
-    return probs, x
+    return probs
 
 
 def _names(items: Sequence[Any], found: Sequence[int]) -> dict[int, str]:

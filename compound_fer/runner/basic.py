@@ -20,7 +20,7 @@ from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 from compound_fer.model_io import load_state_dict, save_model
 from compound_fer.models import build_model
-from compound_fer.prediction.faces import PREPROCESS_KEYS
+from compound_fer.prediction.recipe import build_recipe
 from compound_fer.runner.dataset import Splits
 from compound_fer.seeding import seed_everything
 from compound_fer.training.auxiliary import AuxiliaryTargets, describe
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 def basic_labels(cfg: ProtocolConfig) -> tuple[int, ...]:
     """Global labels of the basic classes, in taxonomy order (neutral first when included)."""
     return tuple(taxonomy.label_of(n) for n in taxonomy.basic_names(include_neutral=cfg.data.include_neutral))
-
-
-def preprocess_meta(cfg: ProtocolConfig) -> dict:
-    """How the config makes its faces (the ``data`` crop keys), for a saved model's metadata."""
-    return cfg.data.model_dump(include=set(PREPROCESS_KEYS))
 
 
 def build_basic_model(cfg: ProtocolConfig, num_classes: int) -> nn.Module:
@@ -63,7 +58,7 @@ def _load_saved(model: nn.Module, weights: Path, expected: dict) -> dict | None:
         log.warning("resume: %s cannot be reloaded (%s); training the basic phase again", weights,
                     brief_load_error(err))
         return None
-    for key in ("format", "sha256", "preprocess"):  # file metadata, not results: the row equals a fresh run's
+    for key in ("format", "sha256", "preprocess", "recipe"):  # file metadata, not results: the row equals a fresh run's
         info.pop(key, None)
     log.info("basic phase: loaded %s (resume)", weights)
     return info
@@ -134,7 +129,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     }
     if dist.is_distributed():  # every rank must hold the same basic model (a collective: all ranks call it)
         info["ranks_in_sync"] = dist.same_on_all_ranks(model)
-    if dist.is_main():  # with the crop settings, so that `compound-fer predict` makes new faces the same way
-        save_model(model, weights, meta={**info, "preprocess": preprocess_meta(cfg)})
+    if dist.is_main():  # with its input recipe, so that predict / evaluate / gradcam make new faces the same way
+        save_model(model, weights, meta={**info, "recipe": build_recipe(cfg, model)})
     log.info("basic phase: val %.3f, test %.3f (%.0f s)", res.best_val_accuracy, test_acc, res.seconds)
     return model, info

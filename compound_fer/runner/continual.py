@@ -30,6 +30,7 @@ from compound_fer.fusion import sidecar
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 from compound_fer.model_io import save_model
+from compound_fer.prediction.recipe import build_recipe
 from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.dataset import Splits
 from compound_fer.runner.plan import MethodPlan, RunPlan
@@ -258,7 +259,8 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
     if save_to is not None and run.strategy.model is run.net and dist.is_main():  # GDumb/iCaRL: not saved
         save_run_model(run.model, save_to, classes=run.bench.names,
                        info={"backbone": cfg.model.backbone, "head": cfg.model.head, "image_size": cfg.data.image_size,
-                             "method": run.method, "order": run.order, "seed": run.seed})
+                             "method": run.method, "order": run.order, "seed": run.seed,
+                             "recipe": build_recipe(cfg, run.model)})
     return ContinualRow(
         method=run.method, order_index=run.order_index, order=run.order, seed=run.seed,
         memory_total=run.memory_total, memory_quota=run.quota, new_class_cap=None if run.self_capping else run.quota,

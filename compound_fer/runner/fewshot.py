@@ -27,6 +27,7 @@ from compound_fer.evaluation.metrics import accuracy
 from compound_fer.evaluation.rows import FewShotRow, Row, row_from_dict
 from compound_fer.inputs import Inputs
 from compound_fer.io import write_json
+from compound_fer.prediction.recipe import build_recipe
 from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.continual import component_plugins, save_run_model
 from compound_fer.runner.dataset import Splits
@@ -203,12 +204,13 @@ def result(run: FewShotRun, scores: dict[str, float], counts: dict[str, Any], *,
 
 def run_episode(episode: Episode, settings: EpisodeSettings = EpisodeSettings(), *, basic_model: nn.Module,
                 train: FaceSet, test: FaceSet, inputs: Inputs | None = None, save_to: Path | None = None,
-                ) -> FewShotResult:
+                recipe: dict | None = None) -> FewShotResult:
     """Train one few-shot model from ``basic_model`` (left untouched) and score it, stage by stage.
 
     ``basic_model`` outputs the basic classes in taxonomy order (6, or 7 with neutral first), as the basic
     phase trains it. ``inputs`` (rows matching ``train`` / ``test``) replace the images, e.g. cached trunk
-    maps. The few-shot step is continual step i = 0, so the KD weight is ``gamma0``. ``save_to``: the model."""
+    maps. The few-shot step is continual step i = 0, so the KD weight is ``gamma0``. ``save_to``: the model,
+    with ``recipe`` (:func:`compound_fer.prediction.recipe.build_recipe`) in its metadata."""
     if episode.shots < 0:
         raise ConfigError(f"few-shot: shots={episode.shots} must be >= 0 (0: the zero-shot row)")
     inputs = inputs if inputs is not None else Inputs.of_images(train=train, test=test)
@@ -225,7 +227,8 @@ def run_episode(episode: Episode, settings: EpisodeSettings = EpisodeSettings(),
         save_run_model(run.student, save_to, classes=run.bench.names,
                        info={"backbone": getattr(run.student, "name", ""),
                              "image_size": getattr(run.student, "image_size", 0), "method": f"fewshot-{episode.mode}",
-                             "compound": name, "shots": episode.shots, "seed": episode.seed})
+                             "compound": name, "shots": episode.shots, "seed": episode.seed,
+                             **({"recipe": recipe} if recipe is not None else {})})
     return result(run, scores, counts, cached=inputs.cached)
 
 
@@ -275,7 +278,8 @@ def run_fewshot_phase(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, 
         res = run_episode(Episode(name, shots, seed * 100 + rep, mode),
                           EpisodeSettings.from_config(cfg, mode=mode, quota=quota), basic_model=basic_model,
                           train=splits.train, test=splits.test, inputs=inputs,
-                          save_to=out_dir / "models" / f"{stem}{tag}.pt" if save else None)
+                          save_to=out_dir / "models" / f"{stem}{tag}.pt" if save else None,
+                          recipe=build_recipe(cfg, basic_model) if save else None)
         row = FewShotRow(repeat=rep, **asdict(res))  # seed: the episode's (seed x 100 + repeat)
         write_json(path, row.to_dict())
         rows.append(row)

@@ -142,6 +142,12 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     **{f"fewshot memory: {pick}": {"fewshot": {"memory_selection": pick}} for pick in ("spread", "random")},
     "fewshot bias: logit_adjustment + weight_aligning": {
         "fewshot": {"bias_correction": ["logit_adjustment", "weight_aligning"]}},
+    # the new-class learner of issue 29 (training/imprinting.py): imprint + TEEN + component prior, k/(k+kappa)
+    **{f"fewshot imprint {m} alpha {a} kappa {k}": {"fewshot": {"imprint": {"mode": m, "alpha": a, "kappa": k}}}
+       for m in ("frozen", "finetune") for a in (0.0, 0.5) for k in (0.0, 1.0, 3.0)},
+    **{f"episodes imprint {m} alpha {a} kappa {k}": {"fewshot": {
+        "imprint": {"mode": m, "alpha": a, "kappa": k}, "episodes": {"enabled": True, "learners": ["imprint"]}}}
+       for m in ("frozen", "finetune") for a in (0.0, 0.5) for k in (0.0, 1.0, 3.0)},
     "landmarks x0.5 + component init": {
         "model": {"geometry": "landmarks", "geometry_weight": 0.5},
         "continual": {"component_init": True, "trainable": "tail_head"}},

@@ -24,14 +24,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from compound_fer.data.cfee import CFEE_NAME  # noqa: E402
 from compound_fer.io import provenance, write_json  # noqa: E402
+
+
+def _cfee_name():  # noqa: ANN202 - a compiled pattern
+    """CFEE's file-name pattern, imported when a folder is split (so --help imports no torch)."""
+    from compound_fer.data.cfee import CFEE_NAME
+
+    return CFEE_NAME
 
 
 def split_folders(src: Path, a: Path, b: Path, *, share: float = 0.8) -> dict:
     """Symlink ``src/Images/*.jpg`` into ``a/Images`` (lower ``share`` of subject ids) and ``b/Images``."""
-    files = sorted(p for p in (src / "Images").iterdir() if CFEE_NAME.match(p.name))
-    ids = sorted({int(CFEE_NAME.match(p.name).group(2)) for p in files})
+    files = sorted(p for p in (src / "Images").iterdir() if _cfee_name().match(p.name))
+    ids = sorted({int(_cfee_name().match(p.name).group(2)) for p in files})
     cut = ids[int(len(ids) * share) - 1]
     for d in (a, b):
         (d / "Images").mkdir(parents=True, exist_ok=False)
@@ -39,7 +45,7 @@ def split_folders(src: Path, a: Path, b: Path, *, share: float = 0.8) -> dict:
             if (src / extra).is_file():
                 (d / extra).symlink_to(src / extra)
     for p in files:
-        sid = int(CFEE_NAME.match(p.name).group(2))
+        sid = int(_cfee_name().match(p.name).group(2))
         ((a if sid <= cut else b) / "Images" / p.name).symlink_to(p)
     return describe(a, b, source=src, share=share)
 
@@ -47,7 +53,7 @@ def split_folders(src: Path, a: Path, b: Path, *, share: float = 0.8) -> dict:
 def describe(a: Path, b: Path, **extra) -> dict:
     """Subjects, images and id range of the two folders (file names only)."""
     def one(d: Path) -> dict:
-        ids = [int(CFEE_NAME.match(p.name).group(2)) for p in (d / "Images").iterdir() if CFEE_NAME.match(p.name)]
+        ids = [int(_cfee_name().match(p.name).group(2)) for p in (d / "Images").iterdir() if _cfee_name().match(p.name)]
         return {"path": str(d), "subjects": len(set(ids)), "images": len(ids), "subject_id_range": [min(ids), max(ids)]}
 
     return {**{k: str(v) if isinstance(v, Path) else v for k, v in extra.items()}, "train_folder": one(a),

@@ -15,11 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
-from compound_fer.explain.gradcam import compute_cams
-from compound_fer.io import provenance, write_json
-from compound_fer.models import build_model
+# torch and the package are imported after the arguments are parsed (so --help is instant)
 
 
 def _time(fn, repeats: int) -> list[float]:
@@ -45,6 +41,10 @@ def main() -> int:
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gradcam.json")
     args = ap.parse_args()
+    import torch
+
+    from compound_fer.io import provenance, write_json
+
     torch.set_num_threads(args.threads)
     result = {**provenance(seed=args.seed), "load_average_before": list(os.getloadavg())}
     if not args.no_speed:
@@ -94,6 +94,11 @@ def pointing(seeds: list[int]) -> dict:
 
 
 def speed(args) -> dict:
+    import torch
+
+    from compound_fer.explain.gradcam import compute_cams
+    from compound_fer.models import build_model
+
     torch.manual_seed(args.seed)
     model = build_model("mobilenet_v2", num_classes=21, pretrained=True, image_size=args.size)
     model.set_trainable("tail_head")  # a continual-step model: frozen trunk

@@ -198,5 +198,9 @@ def worker_main(argv: list[str]) -> bool:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(f"usage: reliability_perf.py --ratio-worker | --thread-worker MODE | --checkpoint-worker ...\n\n{__doc__}"
+              "\nRun benchmarks/reliability.py; this module only hosts its workers.")
+        raise SystemExit(0)
     if not worker_main(sys.argv[1:]):
         raise SystemExit("run benchmarks/reliability.py; this module only hosts its workers")

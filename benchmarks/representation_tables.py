@@ -120,6 +120,9 @@ def fill(text: str) -> str:
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(f"usage: representation_tables.py [--write PAGE.md]\n\n{__doc__}")
+        raise SystemExit(0)
     if len(sys.argv) > 2 and sys.argv[1] == "--write":  # regenerate the tables inside a Markdown page
         page = Path(sys.argv[2])
         page.write_text(fill(page.read_text()))

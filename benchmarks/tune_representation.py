@@ -154,13 +154,6 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def _summary(rows: list[dict]) -> dict:
     out: dict = {}
     for r in rows:
@@ -219,6 +212,7 @@ def main() -> int:
 
     from compound_fer.config import load_config, parse_config
     from compound_fer.io import provenance, write_json
+    from compound_fer.overrides import deep_merge
     from compound_fer.runner import run_protocol
 
     path = Path(args.config)
@@ -229,7 +223,7 @@ def main() -> int:
     fewshot = {"enabled": True, "shots": shots, "repeats": 1, "mode": "kept"} if shots else {"enabled": False}
     if args.episodes:  # N-way K-shot episodes only (the variants set their learners' settings)
         fewshot = {"enabled": True, "shots": [], "episodes": {"enabled": True}}
-    base = _merge(base, {"evaluation": {"scored": "validation"}, "fewshot": fewshot, "seeds": [args.seed],
+    base = deep_merge(base, {"evaluation": {"scored": "validation"}, "fewshot": fewshot, "seeds": [args.seed],
                          "data": {"image_size": args.image_size},
                          "continual": {"methods": [m for m in args.methods.split(",") if m], "orders": args.orders},
                          **({"threads": args.threads} if args.threads else {})})
@@ -239,7 +233,7 @@ def main() -> int:
     results = json.loads(out_path.read_text()).get("variants", {}) if out_path.is_file() else {}
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     for name in args.variants.split(";"):
-        cfg = parse_config(_merge(base, VARIANTS[name]), source=f"variant {name!r}")
+        cfg = parse_config(deep_merge(base, VARIANTS[name]), source=f"variant {name!r}")
         out = work / "".join(ch if ch.isalnum() else "_" for ch in name)
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from compound_fer import backbones, taxonomy
 from compound_fer.errors import ConfigError
+from compound_fer.overrides import deep_merge
 
 
 class _Section(BaseModel):
@@ -308,14 +309,7 @@ class ProtocolConfig(_Section):
 
     def with_overrides(self, **sections: dict[str, Any]) -> "ProtocolConfig":
         """A copy with some fields replaced, validated again (e.g. from CLI flags)."""
-        return parse_config(_deep_merge(self.model_dump(), sections), source="overrides")
-
-
-def _deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+        return parse_config(deep_merge(self.model_dump(), sections), source="overrides")
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -131,7 +131,7 @@ def test_module_and_function_sizes(path):
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("compound_fer.errors", "compound_fer.taxonomy", "compound_fer.io",
               "compound_fer.seeding", "compound_fer.threads", "compound_fer.memory", "compound_fer.labels",
-              "compound_fer.config", "compound_fer.backbones", "compound_fer.run_lock")),
+              "compound_fer.config", "compound_fer.backbones", "compound_fer.overrides", "compound_fer.run_lock")),
     ("data", ("compound_fer.data",)),
     ("models", ("compound_fer.pretrained", "compound_fer.fusion", "compound_fer.models", "compound_fer.model_io",
                 "compound_fer.features", "compound_fer.inputs", "compound_fer.scenarios", "compound_fer.checkpoint",
@@ -181,12 +181,67 @@ def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     return [n for n in names if n not in ("self", "cls")]
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_no_public_function_takes_more_than_12_parameters(path):
-    long = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+def _public_callables(tree: ast.AST) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Public functions and methods, and the ``__init__`` of every public class (its constructor; the fields of
+    a dataclass or pydantic model are not parameters of a written ``__init__`` and do not count)."""
+    out = []
+    for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
-            n = len(_parameters(node))
-            if n > MAX_PUBLIC_PARAMETERS:
-                long.append(f"{node.name} ({n} parameters)")
-    assert not long, f"{path.name}: {long}"
+            out.append((node.name, node))
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            out += [(f"{node.name}.__init__", f) for f in node.body
+                    if isinstance(f, ast.FunctionDef) and f.name == "__init__"]
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_public_callable_takes_more_than_12_parameters(path):
+    long = [f"{name} ({len(_parameters(node))} parameters)"
+            for name, node in _public_callables(ast.parse(path.read_text(encoding="utf-8")))
+            if len(_parameters(node)) > MAX_PUBLIC_PARAMETERS]
+    assert not long, f"{path.name}: {long}: group them into a typed option object"
+
+
+def test_the_parameter_rule_sees_constructors():
+    tree = ast.parse("class A:\n    def __init__(self, *, " + ", ".join(f"a{i}=0" for i in range(13)) + "): pass\n")
+    assert [name for name, node in _public_callables(tree) if len(_parameters(node)) > 12] == ["A.__init__"]
+
+
+def _strings(path: Path) -> list[str]:
+    """Every string constant of a module (f-string parts included)."""
+    return [n.value for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+#: words of the data checks' messages: raised in runner/checks.py only (its callers import the checks)
+DATA_CHECK_WORDS = ("is the training folder", "is the --data folder", "the test split is empty",
+                    "split has no image of the basic classes", "data.test_path needs evaluation.mode")
+
+
+def test_data_checks_live_in_runner_checks():
+    """The data checks (test folder apart from the training folder, the classes it must hold, empty splits)
+    are defined in runner/checks.py and nowhere else; the plan, the protocol and the basic phase call them."""
+    home = PACKAGE / "runner" / "checks.py"
+    elsewhere = [f"{p.relative_to(PACKAGE)}: {w!r}" for p in sorted(PACKAGE.rglob("*.py")) if p != home
+                 for w in DATA_CHECK_WORDS if any(w in s for s in _strings(p))]
+    assert elsewhere == [], "data checks outside runner/checks.py:\n" + "\n".join(elsewhere)
+    assert all(any(w in s for s in _strings(home)) for w in DATA_CHECK_WORDS if "--" not in w)
+    defined = [f"{p.relative_to(PACKAGE)}: {n.name}" for p in sorted(PACKAGE.rglob("*.py")) if p != home
+               for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+               if isinstance(n, ast.FunctionDef) and n.name in ("check_paths", "check_test_classes", "check_splits")]
+    assert defined == []
+    graph = import_graph()
+    for caller in ("compound_fer.runner.plan", "compound_fer.runner.protocol", "compound_fer.runner.basic"):
+        assert "compound_fer.runner.checks" in graph[caller], caller
+
+
+def test_one_recursive_merge():
+    """Config overrides, run arguments and benchmark variants merge with ``compound_fer.overrides.deep_merge``."""
+    roots = [PACKAGE, PACKAGE.parent / "benchmarks"]
+    merges = []
+    for p in (f for r in roots for f in sorted(r.rglob("*.py"))):
+        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.FunctionDef) and "merge" in n.name.lower() and any(
+                    isinstance(c, ast.Call) and getattr(c.func, "id", None) == n.name for c in ast.walk(n)):
+                merges.append(f"{p.relative_to(PACKAGE.parent)}: {n.name}")
+    assert merges == ["compound_fer/overrides.py: deep_merge"]

@@ -175,61 +175,45 @@ FLAG_KEYS = {"--test-data": "data.test_path", "--data": "data.path", "--methods"
 
 
 def _overrides_from_args(args: argparse.Namespace, overrides: dict, methods: list[str] | None) -> tuple[Any, dict]:
-    """The config file's config, and every option of the command line as one set of config overrides."""
+    """The config file's config, and every option of the command line as one set of config overrides
+    (:func:`~compound_fer.config.run_overrides`, the one place arguments become overrides)."""
     from compound_fer.config import load_config
+    from compound_fer.overrides import deep_merge, run_overrides
 
     if not args.config:
         raise ConfigError(f"--config is required: a YAML protocol file or a packaged name ({packaged_names()})")
     config_file = resolve_config(args.config)
 
     cfg = load_config(config_file)  # refuses an empty file and seeds: [] (compound_fer.config)
-    over: dict = {"data": {}, "continual": {}, **overrides}
-    threads = parse_int(args.threads, "--threads", minimum=1)
-    if threads is not None:
-        over["threads"] = threads
-    seeds = parse_int_list(args.seeds, "--seeds")
-    if seeds is not None:
-        over["seeds"] = seeds
-    orders = parse_int(getattr(args, "orders", None), "--orders", minimum=1)
-    if orders is not None:
-        over["continual"]["orders"] = orders
     if methods is None and getattr(args, "methods", None) is not None:
         methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise ConfigError(f"--methods {args.methods!r}: name at least one method (see `compound-fer run "
                               f"--list-methods`)")
-    if methods is not None:
-        over["continual"]["methods"] = methods
     check_method_names(methods if methods is not None else cfg.continual.methods,
                        where="--methods" if getattr(args, "methods", None) is not None else "continual.methods")
-    if getattr(args, "no_fewshot", False):
-        over["fewshot"] = {**over.get("fewshot", {}), "enabled": False}
-    if args.mode:
-        over["evaluation"] = {"mode": args.mode}
     data, test_data = getattr(args, "data", None), getattr(args, "test_data", None)
     if data:
         _check_folder(data, "--data")
-        over["data"].update(source="path", path=data)
     elif cfg.data.source == "path":
-        over["data"]["path"] = resolve_data_path(cfg.data.path, key="data.path", config_file=config_file)
+        data = resolve_data_path(cfg.data.path, key="data.path", config_file=config_file)
     if test_data:
         _check_folder(test_data, "--test-data")
-        over["data"]["test_path"] = test_data
     elif cfg.data.test_path:
-        over["data"]["test_path"] = resolve_data_path(cfg.data.test_path, key="data.test_path",
-                                                      config_file=config_file)
-    data, test_data = over["data"].get("path"), over["data"].get("test_path")
-    if data and test_data and Path(data).expanduser().resolve() == Path(test_data).expanduser().resolve():
-        raise ConfigError(f"--test-data {test_data} is the --data folder ({data}): the run would test on its "
-                          f"training images; give a folder of other people's faces, or drop --test-data (the strict "
-                          f"split then holds out test subjects of --data)")
+        test_data = resolve_data_path(cfg.data.test_path, key="data.test_path", config_file=config_file)
+    # the test folder against the training folder: runner/checks.py, when the plan is resolved
+    over = deep_merge(overrides, run_overrides(
+        data_path=data, test_path=test_data, methods=methods, seeds=parse_int_list(args.seeds, "--seeds"),
+        orders=parse_int(getattr(args, "orders", None), "--orders", minimum=1),
+        threads=parse_int(args.threads, "--threads", minimum=1),
+        fewshot=False if getattr(args, "no_fewshot", False) else None, mode=args.mode or None))
     check_device(cfg.device, config_file)
     return cfg, {k: v for k, v in over.items() if v != {}}
 
 
 def _with_flags(err: CompoundFERError, args: argparse.Namespace) -> CompoundFERError:
     """``err`` with the config keys the command line set named by their flags."""
-    from compound_fer.runner.plan import MissingTestClasses
+    from compound_fer.runner.checks import MissingTestClasses
 
     test_data = getattr(args, "test_data", None)
     if isinstance(err, MissingTestClasses) and test_data:

@@ -14,13 +14,14 @@ from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
 from compound_fer.data.augment import make_augment
 from compound_fer.data.faceset import FaceSet
-from compound_fer.errors import ConfigError, DataError, WeightsError, brief_load_error
+from compound_fer.errors import ConfigError, WeightsError, brief_load_error
 from compound_fer.features import PickView
 from compound_fer.inputs import Inputs
 from compound_fer.labels import to_model_labels
 from compound_fer.model_io import load_state_dict, save_model
 from compound_fer.models import build_model
 from compound_fer.prediction.recipe import build_recipe
+from compound_fer.runner.checks import check_basic_parts
 from compound_fer.runner.dataset import Splits
 from compound_fer.seeding import seed_everything
 from compound_fer.training.auxiliary import AuxiliaryTargets, describe
@@ -107,9 +108,7 @@ def train_basic_phase(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir
     if info is not None:
         return model, info
     tr, va, te = (s.where(labels=labels) for s in (splits.train, splits.val, splits.test))
-    for part, name in ((tr, "train"), (va, "validation"), (te, "test")):
-        if len(part) == 0:
-            raise DataError(f"the {name} split has no image of the basic classes; use more subjects or other fractions")
+    check_basic_parts({"train": tr, "validation": va, "test": te})
     model.set_trainable(cfg.basic.trainable)
     seed_everything(seed)
     net, train_x, val_x, test_x, augment = _training_views(cfg, splits, (tr, va, te), model, inputs)

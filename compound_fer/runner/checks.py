@@ -9,6 +9,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from compound_fer import taxonomy
 from compound_fer.config import ProtocolConfig
 from compound_fer.data.faceset import FaceSet
 from compound_fer.data.images import find_duplicates
+from compound_fer.data.load import scan
 from compound_fer.errors import ConfigError, DataError
 from compound_fer.runner.dataset import split_indices
 
@@ -56,11 +58,79 @@ def needs_of(cfg: ProtocolConfig) -> Needs:
 
 
 def check_paths(data_path: str | None, test_path: str | None) -> None:
-    """The test folder is not the training folder (data.test_path vs data.path, resolved): ConfigError."""
+    """The test folder is not the training folder (data.test_path vs data.path, resolved): ConfigError (the
+    command line names the keys by their flags, ``--test-data`` and ``--data``)."""
     if data_path and test_path and Path(data_path).expanduser().resolve() == Path(test_path).expanduser().resolve():
-        raise ConfigError(f"data.test_path {test_path} is the training folder data.path ({data_path}): the run "
-                          f"would test on its training images; give a folder of other people's faces, or no test "
-                          f"folder (the strict split then holds out test subjects of the data)")
+        raise ConfigError(f"data.test_path {test_path} is the training folder: it is the data.path folder "
+                          f"({data_path}), so the run would test on its training images; give a folder of other "
+                          f"people's faces, or no test folder (the strict split then holds out test subjects of "
+                          f"the data)")
+
+
+#: what ``data.test_path`` needs
+EXTERNAL_NEEDS_STRICT = ("data.test_path needs evaluation.mode: strict, got {mode!r}: the reference mode reports its "
+                         "validation fold and has no test set")
+
+
+def check_plan(cfg: ProtocolConfig) -> None:
+    """The checks that need no face decoded, made when the run is planned: an external test folder needs the
+    strict mode, is not the training folder, and holds the classes the run tests (from a listing)."""
+    if not cfg.data.test_path:
+        return
+    if cfg.evaluation.mode != "strict":
+        raise ConfigError(EXTERNAL_NEEDS_STRICT.format(mode=cfg.evaluation.mode))
+    check_paths(cfg.data.path, cfg.data.test_path)
+    check_test_classes(cfg)
+
+
+class MissingTestClasses(DataError):
+    """The external test folder lacks compound classes the run tests; ``present``: those it has."""
+
+    def __init__(self, message: str, *, missing: Sequence[str], present: Sequence[str], needs_all: bool) -> None:
+        super().__init__(message)
+        self.missing, self.present, self.needs_all = list(missing), list(present), needs_all
+
+
+def check_test_classes(cfg: ProtocolConfig) -> None:
+    """``data.test_path`` holds every class the run tests (:func:`needs_of`, the one rule; checked again on the
+    decoded faces by :func:`check_splits`) and shares classes with ``data.path``, from a listing, before any
+    image is decoded. A folder holding none of the protocol's classes is left to the loader, which says more."""
+    test_path = str(cfg.data.test_path)
+    protocol = set(taxonomy.basic_names(include_neutral=cfg.data.include_neutral)) | set(taxonomy.compound_names())
+    have = set(scan(test_path).category_counts()) & protocol
+    if not have:
+        return
+    if cfg.data.source == "path" and cfg.data.path:
+        train = set(scan(cfg.data.path).category_counts()) & protocol
+        if train and not train & have:
+            raise DataError(f"data.test_path {test_path}: its classes ({', '.join(sorted(have))}) share none with "
+                            f"data.path {cfg.data.path} ({', '.join(sorted(train))}); check the folder names")
+    # the compound classes, from the listing; a missing basic class is named by the checks of the decoded faces
+    missing = [n for n in needs_of(cfg).test if n not in have and n in taxonomy.compound_names()]
+    if not missing:
+        return
+    present = [n for n in taxonomy.compound_names() if n in have]
+    hint = ("the continual phase tests every compound class, so add their images" if cfg.continual.methods
+            else "add their images")
+    if present:
+        hint += ", or run the few-shot phase alone (continual.methods: []) on the classes it has (fewshot.compounds)"
+    raise MissingTestClasses(f"data.test_path {test_path}: no image of {len(missing)} class(es) this run "
+                             f"tests ({', '.join(missing)}); {hint}", missing=missing, present=present,
+                             needs_all=bool(cfg.continual.methods))
+
+
+def check_test_split(test: FaceSet) -> None:
+    """A seed's split leaves faces to score (DataError otherwise)."""
+    if len(test) == 0:
+        raise DataError("the test split is empty: give more subjects, a larger evaluation.test_fraction, "
+                        "or an external test folder (data.test_path)")
+
+
+def check_basic_parts(parts: Mapping[str, FaceSet]) -> None:
+    """Each split the basic phase uses (by name: train, validation, test) holds basic faces."""
+    for name, part in parts.items():
+        if len(part) == 0:
+            raise DataError(f"the {name} split has no image of the basic classes; use more subjects or other fractions")
 
 
 def check_splits(cfg: ProtocolConfig, faces: FaceSet, *, test_faces: FaceSet | None = None) -> None:

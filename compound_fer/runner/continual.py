@@ -145,7 +145,8 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
     if dist.is_distributed():  # DDP needs fixed parameter shapes: grow the head now, units masked until trained
         pregrow_head(model.head, n_total)
     net = inputs.wrap(model)
-    budget = plan.memory(len(splits.train), n_total)
+    resolved = plan.resolve(job.method, n_train_images=len(splits.train), n_classes_total=n_total)
+    budget = resolved.memory  # the memory this method uses, as its row records it
     self_capping = entry.caps_new_class
     bench = basic_to_compound(
         train=splits.train, test=splits.test, compound_order=list(job.order),
@@ -166,7 +167,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
         job.method.name, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
         device=cfg.device, mem_size=budget.total, num_classes_total=n_total, seed=job.seed,
-        options=job.method.with_quota(budget.quota), subjects=subjects, plugins=[*dist.training_plugins(), *own],
+        options=resolved.options, subjects=subjects, plugins=[*dist.training_plugins(), *own],
     )
     exp_classes = [list(c) for c in bench.experience_classes]
     return ContinualRun(

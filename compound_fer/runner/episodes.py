@@ -18,11 +18,12 @@ from compound_fer.errors import ConfigError
 from compound_fer.evaluation.episodes import episode_accuracy, sample_episodes, summarise_episodes
 from compound_fer.evaluation.rows import EpisodeRow
 from compound_fer.inputs import Inputs
-from compound_fer.memory import memory_budget
 from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.dataset import Splits
+from compound_fer.runner.plan import RunPlan
 from compound_fer.training.bias_correction import head_linear
 from compound_fer.training.episode_learners import BasicHead, learner
+from compound_fer.training.predictive_sorting import pick_order, sort_by_score
 from compound_fer.training.prototypes import prototypes
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def embed(model: nn.Module, x: torch.Tensor, *, device: str = "cpu", batch_size:
 def basic_head(cfg: ProtocolConfig, net: nn.Module, train_z: torch.Tensor, train_labels: np.ndarray, *,
                quota: int) -> BasicHead:
     """The basic head, the centre of the basic training embeddings and a PSMR memory of ``quota`` faces per
-    basic class (the highest true-class logits), with each compound's component rows."""
+    basic class (PSMR's own ranking and pick: the highest true-class logits), with each compound's component
+    rows."""
     order = list(basic_labels(cfg))
     layer = head_linear(net)
     w, b = layer.weight.detach().float().cpu(), layer.bias.detach().float().cpu()
@@ -51,7 +53,7 @@ def basic_head(cfg: ProtocolConfig, net: nn.Module, train_z: torch.Tensor, train
     keep = []
     for c in range(len(order)):
         rows = torch.nonzero(y == c).flatten()
-        keep.append(rows[logits[rows, c].argsort(descending=True)[:quota]])
+        keep.append(rows[pick_order(sort_by_score(logits[rows, c]), "top")[:quota]])
     keep_t = torch.cat(keep)
     comps = {taxonomy.label_of(cat.name): tuple(order.index(c) for c in taxonomy.component_labels(cat.name))
              for cat in taxonomy.categories("compound")
@@ -62,17 +64,17 @@ def basic_head(cfg: ProtocolConfig, net: nn.Module, train_z: torch.Tensor, train
                      prototypes=torch.stack([protos[c] for c in range(len(order))]))
 
 
-def run_episodes(cfg: ProtocolConfig, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
+def run_episodes(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, inputs: Inputs, seed: int,
                  progress: bool = True) -> list[EpisodeRow]:
-    """Every learner of ``fewshot.episodes`` on the same episodes per K; one row each."""
+    """Every learner of ``fewshot.episodes`` on the same episodes per K; one row each (the memory of basic
+    faces: the plan's, as the few-shot phase's)."""
+    cfg = plan.config
     spec = cfg.fewshot.episodes
     net = inputs.wrap(copy.deepcopy(basic_model))
     test_z = embed(net, inputs.test_x, device=cfg.device)
     train_z = embed(net, inputs.one_view(inputs.train), device=cfg.device)
     train_y, test_y = np.asarray(splits.train.labels), np.asarray(splits.test.labels)
-    n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
-    head = basic_head(cfg, net, train_z, train_y, quota=memory_budget(
-        memory_fraction=cfg.continual.memory_fraction, n_train_images=len(splits.train), n_classes_total=n_all).quota)
+    head = basic_head(cfg, net, train_z, train_y, quota=plan.stream_memory(len(splits.train)).quota)
     compounds = sorted(head.components)
     imp = cfg.fewshot.imprint  # the imprint learner's settings (fewshot.imprint)
     imprint = {"alpha": imp.alpha, "kappa": imp.kappa, "finetune": imp.mode == "finetune"}

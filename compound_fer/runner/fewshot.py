@@ -28,14 +28,14 @@ from compound_fer.evaluation.rows import FewShotRow, Row, row_from_dict
 from compound_fer.inputs import Inputs
 from compound_fer.io import write_json
 from compound_fer.prediction.recipe import build_recipe
-from compound_fer.runner.basic import basic_labels
 from compound_fer.runner.continual import component_plugins, save_run_model
 from compound_fer.runner.dataset import Splits
-from compound_fer.runner.plan import RunPlan
+from compound_fer.runner.plan import RunPlan, config_options
 from compound_fer.runner.rows import read_row
 from compound_fer.scenarios import fewshot_benchmark
 from compound_fer.training.component_init import init_from_components
 from compound_fer.training.distillation import DistillationPlugin
+from compound_fer.training.entry import KDOptions
 from compound_fer.training.fewshot import FewShotResult, score_fewshot
 from compound_fer.training.imprinting import TEEN_TAU, ImprintPlugin
 from compound_fer.training.predict import predict
@@ -83,7 +83,8 @@ class EpisodeSettings:
         """The settings of the config's few-shot phase (kept episodes train what continual steps train)."""
         few = cfg.fewshot
         return cls(epochs=few.epochs, lr=few.lr, batch_size=few.batch_size, include_neutral=cfg.data.include_neutral,
-                   kd=cfg.continual.kd, trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
+                   kd=config_options(cfg, KDOptions),
+                   trainable="tail_head" if mode == "reference" else cfg.continual.trainable,
                    quota=quota, component_init=few.component_init, prototypes=few.prototypes,
                    bias_correction=few.bias_correction, memory_selection=few.memory_selection,
                    imprint=few.imprint, device=cfg.device)
@@ -135,10 +136,11 @@ def build(episode: Episode, settings: EpisodeSettings, *, basic_model: nn.Module
     s, kd = settings, settings.kd
     common = dict(lr=s.lr, optimizer=s.optimizer, train_epochs=s.epochs, train_mb_size=s.batch_size, eval_mb_size=256,
                   device=s.device, seed=episode.seed)
-    kd_opts = {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding}
+    # every field of continual.kd (as its continual methods inherit them); the teacher is the basic model
+    kd_opts = {**{k: getattr(kd, k) for k in KDConfig.model_fields}, "teacher_mode": "basic"}
     net = inputs.wrap(student)
     if episode.mode == "reference":
-        run.plugin = DistillationPlugin(teacher=run.teacher_net, **kd_opts, teacher_mode="basic")
+        run.plugin = DistillationPlugin(teacher=run.teacher_net, **kd_opts)
         run.strategy = make_strategy("naive", model=net, plugins=[run.plugin], **common)
         return run
     plugins, _ = component_plugins(class_order=bench.class_order, rule="mean" if s.component_init else "none",
@@ -192,6 +194,7 @@ def result(run: FewShotRun, scores: dict[str, float], counts: dict[str, Any], *,
     e, s, kd = run.episode, run.settings, run.settings.kd
     shot_rows = (run.bench.settings.get("shots") or {}).get(e.compound, [])
     settings = {"temperature": kd.temperature, "gamma0": kd.gamma0, "teacher_padding": kd.teacher_padding,
+                **({"feature_weight": kd.feature_weight} if kd.feature_weight else {}),
                 "gamma": float(run.plugin.gamma0), "trainable": s.trainable, "batch_size": s.batch_size,
                 "mode": e.mode, "cached": cached, "classes": list(run.bench.names),
                 **({"quota": s.quota, "component_init": s.component_init, "prototypes": s.prototypes,
@@ -258,8 +261,7 @@ def run_fewshot_phase(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, 
     as soon as it is complete."""
     cfg = plan.config
     compounds = cfg.fewshot.compounds or tuple(c.name for c in taxonomy.categories("compound"))
-    n_all = len(basic_labels(cfg)) + len(taxonomy.categories("compound"))
-    quota = plan.memory(len(splits.train), n_all).quota  # kept mode: the continual protocol's per-class memory
+    quota = plan.stream_memory(len(splits.train)).quota  # kept mode: the continual protocol's per-class memory
     rows: list[Row] = []
     modes = MODES if cfg.fewshot.mode == "both" else (cfg.fewshot.mode,)
     shots_of = {m: [s for s in cfg.fewshot.shots if s > 0 or m == modes[0]] for m in modes}  # zero-shot: once

@@ -19,14 +19,13 @@ from compound_fer import distributed as dist
 from compound_fer import fingerprint, taxonomy
 from compound_fer.config import ProtocolConfig, dump_config
 from compound_fer.data.splits import class_orders
-from compound_fer.errors import DataError
 from compound_fer.evaluation.report import load_rows, merge_rows, write_report
 from compound_fer.evaluation.rows import BasicRow, Row, row_from_dict
 from compound_fer.inputs import Inputs, make_inputs
 from compound_fer.io import provenance, write_json, write_text
 from compound_fer.run_lock import locked
 from compound_fer.runner.basic import basic_labels, build_basic_model, train_basic_phase
-from compound_fer.runner.checks import check_splits
+from compound_fer.runner.checks import check_splits, check_test_split
 from compound_fer.runner.continual import OrderJob, RunFiles, run_continual
 from compound_fer.runner.dataset import Splits, load_dataset, make_splits
 from compound_fer.runner.episodes import run_episodes
@@ -104,9 +103,7 @@ def _seed_stage(plan: RunPlan, faces, test_faces, *, seed: int, out_dir: Path, r
     """Splits, basic phase, continual phase and few-shot phase of one seed."""
     cfg = plan.config
     splits = make_splits(cfg, faces, seed=seed, test_faces=test_faces)
-    if len(splits.test) == 0:
-        raise DataError("the test split is empty: give more subjects, a larger evaluation.test_fraction, "
-                        "or an external test folder (data.test_path)")
+    check_test_split(splits.test)
     basic_model, inputs, basic_row = _basic_stage(cfg, splits, seed=seed, out_dir=out_dir, resume=resume,
                                                   progress=progress)
     rows: list[Row] = [basic_row]
@@ -116,15 +113,15 @@ def _seed_stage(plan: RunPlan, faces, test_faces, *, seed: int, out_dir: Path, r
         rows += run_fewshot_phase(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                   out_dir=out_dir, resume=resume, progress=progress)
     if cfg.fewshot.enabled and cfg.fewshot.episodes.enabled:
-        rows += _episode_stage(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
+        rows += _episode_stage(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                out_dir=out_dir, resume=resume, progress=progress)
     return rows
 
 
-def _episode_stage(cfg: ProtocolConfig, *, basic_model, splits, inputs, seed: int, out_dir: Path,  # noqa: ANN001
+def _episode_stage(plan: RunPlan, *, basic_model, splits, inputs, seed: int, out_dir: Path,  # noqa: ANN001
                    resume: bool, progress: bool) -> list[Row]:
     """N-way K-shot episodes (runner/episodes.py), one row file per learner and K (kept on resume)."""
-    spec = cfg.fewshot.episodes
+    spec = plan.config.fewshot.episodes
 
     def path(learner: str, shots: int) -> Path:
         return out_dir / "rows" / f"episodes_seed{seed}_{learner}_{shots}shot.json"
@@ -132,7 +129,7 @@ def _episode_stage(cfg: ProtocolConfig, *, basic_model, splits, inputs, seed: in
     done = [read_row(path(name, k)) for k in spec.shots for name in spec.learners] if resume else []
     if done and all(d is not None for d in done):
         return [row_from_dict(d) for d in done]
-    rows = run_episodes(cfg, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, progress=progress)
+    rows = run_episodes(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, progress=progress)
     for row in rows:
         write_json(path(row.learner, row.shots), row.to_dict())
     return list(rows)

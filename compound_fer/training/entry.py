@@ -10,22 +10,41 @@ defaults written once. The distillation methods compose :class:`KDOptions` (the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compound_fer.config import KDConfig
 from compound_fer.errors import ConfigError
-from compound_fer.memory import per_class_quota
+from compound_fer.memory import MemoryBudget, per_class_quota
 
 __all__ = ["Builder", "Entry", "KDOptions", "MethodOptions", "NoOptions", "StrategyArgs", "register", "registered",
            "validate_options"]
 
 
 class MethodOptions(BaseModel):
-    """Base of every method's options: unknown keys refused, values typed, frozen once validated."""
+    """Base of every method's options: unknown keys refused, values typed, frozen once validated.
+
+    ``inherits`` declares, per options model, which fields take their value from the run's config (option ->
+    dotted config key, e.g. ``continual.kd.temperature``) unless ``continual.method_options.<method>`` sets
+    them; a model inherits its bases' declarations (:meth:`config_keys`). No field is matched by name."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    inherits: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def config_keys(cls) -> dict[str, str]:
+        """Option -> config key of every field this model (or one of its bases) declares as inherited."""
+        out: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("inherits", {}))
+        return {k: v for k, v in out.items() if k in cls.model_fields}
+
+    def with_memory(self, run: MemoryBudget, *, n_train_images: int | None,
+                    n_classes_total: int | None) -> tuple["MethodOptions", MemoryBudget]:
+        """These options with the memory they use decided, and that memory; a method without memory options
+        uses the run's budget ``run`` as it is (PSMR's options decide their quota: ``PSMROptions``)."""
+        return self, run
 
 
 class NoOptions(MethodOptions):
@@ -33,8 +52,10 @@ class NoOptions(MethodOptions):
 
 
 class KDOptions(KDConfig, MethodOptions):
-    """Distillation from the basic model (the fields of ``continual.kd``); ``teacher`` (a model) is API-only."""
+    """Distillation from the basic model (the fields of ``continual.kd``, which they inherit); ``teacher``
+    (a model) is API-only."""
 
+    inherits: ClassVar[Mapping[str, str]] = {k: f"continual.kd.{k}" for k in KDConfig.model_fields}
     teacher: Any = Field(None, description="an already-trained teacher model (API only)")
 
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from compound_fer.config import MemorySelection
 from compound_fer.errors import ConfigError
-from compound_fer.memory import memory_budget
+from compound_fer.memory import resolve_memory
 
 Score = Literal["logit", "probability"]
 Mode = Literal["grow", "limit"]
@@ -247,10 +247,9 @@ class PSMRPlugin(SupervisedPlugin):
         if not 0 <= memory_fraction <= 1:  # the bound of continual.memory_fraction in a config
             raise ConfigError(f"memory_fraction must be between 0 and 1 (a share of the training images), "
                               f"got {memory_fraction}")
-        if quota is None and total_train_images is not None and num_classes_total is not None:
-            quota = memory_budget(memory_fraction=memory_fraction, n_train_images=total_train_images,
-                                  n_classes_total=num_classes_total).quota
-        self.quota = quota
+        budget = resolve_memory(quota=quota, memory_fraction=memory_fraction, n_train_images=total_train_images,
+                                n_classes_total=num_classes_total)
+        self.quota = budget.quota if budget is not None else None  # None: decided on the first experience
         self.memory_fraction = memory_fraction
         self.num_classes_total = num_classes_total
         self.mode: Mode = mode
@@ -264,8 +263,8 @@ class PSMRPlugin(SupervisedPlugin):
     def _make_buffer(self, data) -> PSMRBuffer:  # noqa: ANN001
         if self.quota is None:
             sizes = [len(v) for v in _class_indices(data).values()]
-            self.quota = memory_budget(memory_fraction=self.memory_fraction, n_train_images=sum(sizes),
-                                       n_classes_total=len(sizes)).quota
+            self.quota = resolve_memory(quota=None, memory_fraction=self.memory_fraction, n_train_images=sum(sizes),
+                                        n_classes_total=len(sizes)).quota
         max_size = self.max_size
         if self.mode == "limit" and max_size is None:
             if self.num_classes_total is None:

@@ -237,6 +237,7 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
     """Turn the command line into config overrides, resolve the run's plan (every check, once), run it and
     print its tables."""
     cfg, over = _overrides_from_args(args, dict(overrides or {}), methods)  # light: refused options import no torch
+    from compound_fer.evaluation.paired import paired_block
     from compound_fer.evaluation.report import fewshot_summary, load_rows, markdown_tables, summarize
     from compound_fer.runner import resolve_plan, run_plan
 
@@ -250,6 +251,7 @@ def run_from_args(args: argparse.Namespace, *, overrides: dict | None = None, me
     run_plan(plan, out_dir=out, resume=args.resume, overwrite=args.overwrite, progress=show_progress(args),
              command=command)
     _, rows = load_rows(out)  # every row in the folder, as results.md shows them (a resumed run adds to it)
-    print(markdown_tables(summarize(rows), fewshot_summary(rows), [r for r in rows if r.get("kind") == "basic"]))
+    print(markdown_tables(summarize(rows), fewshot_summary(rows), [r for r in rows if r.get("kind") == "basic"],
+                          paired_block(rows)))
     print(f"results: {out}/results.md, results.json, results.csv, figures/")
     return 0

@@ -26,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise DataError(f"{d} holds no results (neither results.json nor rows/*.json)")
     res = write_report(d, rows=rows, header=header, figures=not args.no_figures)
-    print(markdown_tables(res["summary"], res["fewshot"], [r for r in rows if r.get("kind") == "basic"]))
+    print(markdown_tables(res["summary"], res["fewshot"], [r for r in rows if r.get("kind") == "basic"],
+                          res["paired"]))
     return 0

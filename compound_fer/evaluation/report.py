@@ -20,6 +20,7 @@ import numpy as np
 
 from compound_fer.evaluation import figures
 from compound_fer.evaluation.metrics import harmonic_mean, summarize_orders
+from compound_fer.evaluation.paired import DEFAULT_REFERENCE, PAIRED_METRICS, mean_ci, paired_block
 from compound_fer.evaluation.rows import BasicRow, ContinualRow, EpisodeRow, FewShotRow, Row, as_rows
 from compound_fer.io import write_json, write_text
 
@@ -37,6 +38,9 @@ SUMMARY_COLUMNS = (
     ("final_basic_retention", "Basic retention"),
     ("seconds", "Wall s / order"),
 )
+
+#: Display names of reference methods in the paired table's title.
+REFERENCE_LABELS = {"kdpsmr": "KD+PSMR"}
 
 
 def _mean(xs: Iterable[float]) -> float:
@@ -69,6 +73,8 @@ def summarize(rows: Sequence[Row | dict]) -> dict[str, dict[str, Any]]:
         per_order = [_mean(r.step_accuracy) for r in rs]
         s["best_order_overall"] = float(np.max(per_order))
         s["worst_order_overall"] = float(np.min(per_order))
+        # mean and 95% Student t-interval over all seed x order runs of the group (evaluation/paired.py)
+        s["ci95"] = {m: mean_ci([fn(r) for r in rs]) for m, fn in PAIRED_METRICS.items()}
         out[key] = s
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["overall_accuracy"]))
 
@@ -134,8 +140,53 @@ def _fmt(x: Any, pct: bool = True) -> str:
     return f"{100 * x:.2f}" if pct else f"{x:.1f}"
 
 
-def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: Sequence[BasicRow | dict]) -> str:
-    """The Markdown tables of a run: basic models, continual summary, few-shot."""
+def _with_ci(s: dict, key: str) -> str:
+    """A summary cell: the mean in %, with ``+- half-width`` of its 95% t-interval when there is one."""
+    cell = _fmt(s.get(key))
+    half = ((s.get("ci95") or {}).get(key) or {}).get("half_width")
+    return cell if half is None or cell == "n/a" else f"{cell} +- {100 * half:.2f}"
+
+
+def _pp(x: Any) -> str:
+    """A difference in accuracy points, signed."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * x:+.2f}"
+
+
+def _interval(ci: Any) -> str:
+    return "n/a" if not ci else f"[{_pp(ci[0])}, {_pp(ci[1])}]"
+
+
+def _p(p: Any) -> str:
+    return "n/a" if p is None else (f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}")
+
+
+def paired_table(paired: dict | None) -> str:
+    """The Markdown table of :func:`compound_fer.evaluation.paired.paired_block` ("" without continual rows)."""
+    if not paired or paired.get("reason") == "no continual rows":
+        return ""
+    ref = paired.get("reference", DEFAULT_REFERENCE)
+    out = [f"### Paired against {REFERENCE_LABELS.get(ref, ref)} "
+           f"(method - {ref}, accuracy points, on the same (seed, order) pairs)\n"]
+    if not paired.get("available"):
+        return "\n".join(out) + f"\nNot computed: {paired.get('reason')}.\n\n"
+    out += ["| metric | method | pairs | mean diff | 95% CI (paired t) | 95% CI (bootstrap) | Wilcoxon p | verdict |",
+            "|---|---|---|---|---|---|---|---|"]
+    names = dict(SUMMARY_COLUMNS)
+    for metric, per in paired.get("metrics", {}).items():
+        for method, c in per.items():
+            skipped = f" ({c['skipped']} unpaired)" if c.get("skipped") else ""
+            out.append(f"| {names.get(metric, metric)} | {method} | {c['n']}{skipped} | {_pp(c['mean_diff'])} | "
+                       f"{_interval(c['ci'])} | {_interval(c.get('bootstrap_ci'))} | {_p(c['wilcoxon_p'])} | "
+                       f"{c['verdict']} |")
+    return "\n".join(out) + "\n\n"
+
+
+def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: Sequence[BasicRow | dict],
+                    paired: dict | None = None) -> str:
+    """The Markdown tables of a run: basic models, continual summary (with the paired table when
+    ``paired``, :func:`compound_fer.evaluation.paired.paired_block`, is given), few-shot."""
     out = io.StringIO()
     if basic_rows:
         out.write("### Basic model (experience 0)\n\n| seed | backbone | best epoch | val acc. | test acc. | s |\n"
@@ -145,13 +196,16 @@ def markdown_tables(summary: dict[str, dict], fewshot: list[dict], basic_rows: S
                       f"{_fmt(r.test_accuracy)} | {r.seconds} |\n")
         out.write("\n")
     if summary:
-        out.write("### Continual (accuracies in %, mean over orders and seeds)\n\n")
+        out.write("### Continual (accuracies in %, mean over orders and seeds; overall and final accuracies: "
+                  "mean +- half-width of the 95% t-interval over the seed x order runs)\n\n")
         out.write("| method | runs | " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " |\n")
         out.write("|---|---|" + "---|" * len(SUMMARY_COLUMNS) + "\n")
         for key, s in summary.items():
-            cells = [_fmt(s.get(k), pct=(k != "seconds")) for k, _ in SUMMARY_COLUMNS]
+            cells = [_with_ci(s, k) if k in PAIRED_METRICS else _fmt(s.get(k), pct=(k != "seconds"))
+                     for k, _ in SUMMARY_COLUMNS]
             out.write(f"| {key} | {s['runs']} | " + " | ".join(cells) + " |\n")
         out.write("\n")
+        out.write(paired_table(paired))
     if fewshot:
         out.write("### Few-shot (accuracies in %, mean over compound classes)\n\n"
                   "| mode | shots | runs | harmonic mean (recall, basic) | new-class recall (reference's metric) | "
@@ -197,7 +251,8 @@ def _slug(s: str) -> str:
 
 def write_report(out_dir: str | Path, *, rows: Sequence[Row | dict], header: dict, config: Any = None,
                  figures: bool = True) -> dict:
-    """Write results.json, results.csv, results.md and figures/ under ``out_dir``; returns the summary."""
+    """Write results.json, results.csv, results.md and figures/ under ``out_dir``; returns the summary, the
+    few-shot table and the paired block (each method against KD+PSMR on the same seed x order pairs)."""
     out_dir = Path(out_dir)
     rows = as_rows(rows)
     dicts = [r.to_dict() for r in rows]
@@ -205,15 +260,17 @@ def write_report(out_dir: str | Path, *, rows: Sequence[Row | dict], header: dic
     few = fewshot_summary(rows)
     episodes = episodes_summary(rows)
     basic_rows = [r for r in rows if isinstance(r, BasicRow)]
-    write_json(out_dir / "results.json", {**header, "summary": summary, "fewshot": few,
+    paired = paired_block(rows)
+    write_json(out_dir / "results.json", {**header, "summary": summary, "paired": paired, "fewshot": few,
                                           **({"episodes": episodes} if episodes else {}), "rows": dicts})
     write_text(out_dir / "results.csv", _csv(dicts))
     md = f"## {header.get('config', 'run')}\n\n`{header.get('command')}` (commit {header.get('commit')})\n\n"
-    write_text(out_dir / "results.md", md + markdown_tables(summary, few, basic_rows) + episodes_table(episodes))
+    tables = markdown_tables(summary, few, basic_rows, paired) + episodes_table(episodes)
+    write_text(out_dir / "results.md", md + tables)
     if figures and summary:
         plot_step_curves(rows, out_dir / "figures")
         plot_matrices(rows, out_dir / "figures")
-    return {"summary": summary, "fewshot": few}
+    return {"summary": summary, "fewshot": few, "paired": paired}
 
 
 def _row_key(r: dict) -> tuple:

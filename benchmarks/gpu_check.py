@@ -22,7 +22,8 @@ device from the measured seconds per image. ImageNet weights come from the torch
 otherwise the backbone starts random (``weights`` says which); nothing is downloaded.
 
     python benchmarks/gpu_check.py                       # GPU: whole cfee-subset, resnet50 at 224 px
-    python benchmarks/gpu_check.py --device cpu --subjects 20 --folds 4 --threads 2   # paper size on CPU
+    python benchmarks/gpu_check.py --device cpu --threads 2 --subjects 20 --folds 4 --workers 0 \
+        --throughput-batches 2 --out benchmarks/results/gpu_check_cpu.json     # paper size on 2 CPU cores
     python benchmarks/gpu_check.py --smoke               # seconds on CPU: tiny model, synthetic faces
 """
 
@@ -236,7 +237,7 @@ def throughput(stages: Stages, cfg: Any, faces: Any, args: argparse.Namespace) -
             opt.step()
             return len(x)
 
-        for _ in range(2):  # warm-up: cuDNN autotuning, worker start
+        for _ in range(1 if cfg.device == "cpu" else 3):  # warm-up: cuDNN autotuning, worker start
             step()
         with stages.stage(name) as rec:
             rec["images"] = sum(step() for _ in range(args.throughput_batches))

@@ -298,6 +298,9 @@ class ProtocolConfig(_Section):
     device: str = "cpu"
     threads: int = Field(0, ge=0)
     cache_trunk: bool = True
+    # steps that train the head alone (continual.trainable: head) run on each cached view's pooled embedding
+    # (the tail is frozen too): the same rows, a linear layer per minibatch (features.pooled_features)
+    cache_pooled: bool = True
     loggers: tuple[Literal["csv", "tensorboard"], ...] = ("csv", "tensorboard")
 
     @model_validator(mode="after")

@@ -1,6 +1,8 @@
 """Frozen-trunk caching: continual and few-shot steps train only the last stage and the head (as the
 reference), so each image's trunk feature maps are computed once (plus a few augmented views) and the
-steps train on them: the CPU cost of a step drops by the trunk's share of the network.
+steps train on them: the CPU cost of a step drops by the trunk's share of the network. When the steps
+train the head alone, the tail is frozen too and each view's pooled embedding is cached instead
+(:func:`pooled_features`): a step then costs a linear layer per minibatch.
 """
 
 from __future__ import annotations
@@ -59,19 +61,59 @@ def trunk_maps(
 
 
 class PickView:
-    """Transform for cached maps (V, C, h, w) -> (C, h, w): a random view in training, view 0 otherwise."""
+    """Transform for cached rows with a view axis: maps (V, C, h, w) -> (C, h, w), or pooled embeddings
+    (V, D) -> (D,) with ``event_dims=1``; a random view in training, view 0 otherwise."""
 
-    def __init__(self, *, random: bool) -> None:
+    def __init__(self, *, random: bool, event_dims: int = 3) -> None:
         self.random = random
+        self.event_dims = event_dims
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim < 4:  # already one view
+        if x.ndim <= self.event_dims:  # already one view
             return x
         i = int(torch.randint(len(x), (1,))) if self.random else 0
         return x[i]
 
     def __repr__(self) -> str:
-        return f"PickView(random={self.random})"
+        return f"PickView(random={self.random}, event_dims={self.event_dims})"
+
+
+@torch.no_grad()
+def pooled_features(net: nn.Module, rows: torch.Tensor, *, batch_size: int = 256, device: str = "cpu",
+                    progress: bool = True, desc: str = "pooled features") -> torch.Tensor:
+    """``net.features`` of every view of cached maps (N, V, C, h, w) -> (N, V, D), in eval mode.
+
+    ``net`` is a :class:`CachedTrunkModel` whose tail is frozen: its BatchNorm statistics are fixed and it
+    has no dropout, so a view's embedding is the same in training and testing and can be computed once."""
+    was_training = net.training
+    net.eval()
+    n, v = rows.shape[:2]
+    flat = rows.reshape(n * v, *rows.shape[2:])
+    try:
+        out = [net.features(flat[i : i + batch_size].to(device)).float().cpu()
+               for i in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch", disable=not progress,
+                             leave=False)]
+    finally:
+        net.train(was_training)
+    return torch.cat(out).reshape(n, v, -1)
+
+
+class PooledFeatureModel(nn.Module):
+    """The head of a FERModel fed with cached pooled embeddings (trunk and tail frozen and skipped).
+
+    Shares its head with the full model, so training it trains the full model; ``features`` is the
+    identity, so iCaRL, herding, prototypes and PSMR see the same embedding as on maps or images."""
+
+    def __init__(self, *, model: nn.Module) -> None:
+        super().__init__()
+        self.head = model.head  # fused landmark geometry, if any, is already inside the cached embedding
+        self.feature_dim = model.feature_dim
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(z)
 
 
 class CachedTrunkModel(nn.Module):

@@ -1,22 +1,23 @@
 """What the continual and few-shot steps train and test on, and what "cached" implies for them.
 
 :class:`Inputs` holds one row per FaceSet row of each split: float images (N, 3, H, W), or cached trunk
-maps (N, views, C, H, W) of a frozen trunk. With maps, the model is wrapped to run its tail + head
-only, training picks a random view per sample and testing uses view 0: these choices live here, once.
+maps (N, views, C, H, W) of a frozen trunk, or pooled embeddings (N, views, D) of a frozen trunk and tail.
+With maps, the model is wrapped to run its tail + head only (its head only on embeddings), training picks
+a random view per sample and testing uses view 0: these choices live here, once.
 The optional ``*_extra`` tensors (N, F) ride along per face (e.g. landmark or action-unit features);
 nothing reads them yet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from compound_fer.data.augment import make_augment
-from compound_fer.features import CachedTrunkModel, PickView, trunk_maps
+from compound_fer.features import CachedTrunkModel, PickView, PooledFeatureModel, pooled_features, trunk_maps
 
 __all__ = ["Inputs", "make_inputs"]
 
@@ -29,6 +30,9 @@ class Inputs:
     test: torch.Tensor
     val: torch.Tensor | None = None
     cached: bool = False
+    pooled: bool = False  # rows are pooled embeddings (N, views, D): only the head runs on them
+    # the same faces as pooled embeddings of this frozen tail, for steps that train the head alone
+    embedded: "Inputs | None" = None
     train_extra: torch.Tensor | None = None
     val_extra: torch.Tensor | None = None
     test_extra: torch.Tensor | None = None
@@ -40,18 +44,45 @@ class Inputs:
                    val=None if val is None else val.float_images())
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """The network that consumes these inputs: the tail + head of ``model`` on maps, else ``model``."""
+        """The network that consumes these inputs: the head of ``model`` on embeddings, its tail + head on
+        maps, else ``model``."""
+        if self.pooled:
+            return PooledFeatureModel(model=model)
         return CachedTrunkModel(model=model) if self.cached else model
+
+    def for_trainable(self, policy: str | None) -> "Inputs":
+        """The inputs a step training ``policy`` runs on: the pooled embeddings when it trains the head
+        alone and they were made (:meth:`with_embeddings`), else these."""
+        return self.embedded if policy == "head" and self.embedded is not None else self
+
+    def with_embeddings(self, model: nn.Module, *, device: str = "cpu", progress: bool = True) -> "Inputs":
+        """These inputs plus the pooled embedding of every cached view (``embedded``): ``model``'s tail must
+        stay frozen wherever they are used (``for_trainable("head")``)."""
+        if not self.cached or self.pooled:
+            raise ValueError("with_embeddings needs cached trunk maps")
+        net = CachedTrunkModel(model=model)
+
+        def embed(rows: torch.Tensor | None, name: str) -> torch.Tensor | None:
+            return None if rows is None else pooled_features(net, rows, device=device, progress=progress,
+                                                             desc=f"pooled features ({name})")
+
+        emb = replace(self, train=embed(self.train, "train"), val=embed(self.val, "val"),
+                      test=embed(self.test, "test"), pooled=True, embedded=None)
+        return replace(self, embedded=emb)
+
+    @property
+    def _view(self) -> dict[str, int]:
+        return {"event_dims": 1 if self.pooled else 3}
 
     @property
     def train_transform(self) -> PickView | None:
-        """Per-sample transform of training inputs: a random cached view (maps), none (images)."""
-        return PickView(random=True) if self.cached else None
+        """Per-sample transform of training inputs: a random cached view (maps, embeddings), none (images)."""
+        return PickView(random=True, **self._view) if self.cached else None
 
     @property
     def eval_transform(self) -> PickView | None:
-        """Per-sample transform of test inputs: view 0 (maps), none (images)."""
-        return PickView(random=False) if self.cached else None
+        """Per-sample transform of test inputs: view 0 (maps, embeddings), none (images)."""
+        return PickView(random=False, **self._view) if self.cached else None
 
     @property
     def test_view(self) -> torch.Tensor:

@@ -70,6 +70,7 @@ def run_episodes(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, input
     faces: the plan's, as the few-shot phase's)."""
     cfg = plan.config
     spec = cfg.fewshot.episodes
+    inputs = inputs.for_trainable("head")  # a frozen embedding: the pooled one, if made
     net = inputs.wrap(copy.deepcopy(basic_model))
     test_z = embed(net, inputs.test_x, device=cfg.device)
     train_z = embed(net, inputs.one_view(inputs.train), device=cfg.device)

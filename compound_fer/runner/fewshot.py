@@ -217,6 +217,7 @@ def run_episode(episode: Episode, settings: EpisodeSettings = EpisodeSettings(),
     if episode.shots < 0:
         raise ConfigError(f"few-shot: shots={episode.shots} must be >= 0 (0: the zero-shot row)")
     inputs = inputs if inputs is not None else Inputs.of_images(train=train, test=test)
+    inputs = inputs.for_trainable(settings.trainable)  # head only: pooled embeddings, if made
     name = taxonomy.by_name(episode.compound).name
     if taxonomy.by_name(name).kind != "compound":
         raise ConfigError(f"few-shot: {name} is not a compound class")

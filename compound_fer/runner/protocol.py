@@ -62,6 +62,10 @@ def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Pat
         cache_seconds = time.perf_counter() - t1
     if cfg.model.geometry == "landmarks":  # fuse each face's landmark geometry; a new head trained on basic faces
         inputs, info["geometry"] = fuse_geometry(cfg, model, splits, inputs, seed=seed, progress=progress)
+    if cfg.cache_trunk and cfg.cache_pooled and cfg.continual.trainable == "head":
+        t2 = time.perf_counter()  # head-only steps: every view's pooled embedding, once per seed
+        inputs = inputs.with_embeddings(model, device=cfg.device, progress=progress)
+        cache_seconds += time.perf_counter() - t2
     row = BasicRow.from_dict({"kind": "basic", "seed": seed, "split": splits.info,
                               "trunk_cache_seconds": round(cache_seconds, 2), **info})
     return model, inputs, row

@@ -262,7 +262,7 @@ class OmniOptions(MethodOptions):
 
 
 @register("omni", summary="fine-tuning + distilled replay (optionally pool mining): omni-supervised distilled data",
-          uses_memory=True, options=OmniOptions)
+          uses_memory=True, options=OmniOptions, needs_maps=True)  # distils images (N, C, H, W)
 def build_omni(*, model: Any, args: StrategyArgs, evaluator: Any = None, plugins: Sequence[Any] = ()) -> Any:
     """Fine-tuning with :class:`DistilledReplayPlugin` (:class:`OmniOptions`; ``pool``: a float tensor in the
     model's input format)."""

@@ -103,22 +103,38 @@ def _continual_stage(plan: RunPlan, *, basic_model: nn.Module, splits: Splits, i
 
 
 def _seed_stage(plan: RunPlan, faces, test_faces, *, seed: int, out_dir: Path, resume: bool,  # noqa: ANN001
-                progress: bool) -> list[Row]:
-    """Splits, basic phase, continual phase and few-shot phase of one seed."""
+                progress: bool, seconds: dict[str, float] | None = None) -> list[Row]:
+    """Splits, basic phase, continual phase and few-shot phase of one seed; ``seconds`` receives each stage's
+    wall time (basic phase with its caches, each continual method, few-shot, episodes)."""
     cfg = plan.config
+    seconds = {} if seconds is None else seconds
+    t = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[stage] = round(seconds.get(stage, 0.0) + now - t, 2)
+        t = now
+
     splits = make_splits(cfg, faces, seed=seed, test_faces=test_faces)
     check_test_split(splits.test)
     basic_model, inputs, basic_row = _basic_stage(cfg, splits, seed=seed, out_dir=out_dir, resume=resume,
                                                   progress=progress)
+    lap("basic")
     rows: list[Row] = [basic_row]
-    rows += _continual_stage(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed, out_dir=out_dir,
-                             resume=resume, cache_seconds=basic_row.trunk_cache_seconds)
+    for method in plan.methods:
+        rows += _continual_stage(replace(plan, methods=(method,)), basic_model=basic_model, splits=splits,
+                                 inputs=inputs, seed=seed, out_dir=out_dir, resume=resume,
+                                 cache_seconds=basic_row.trunk_cache_seconds)
+        lap(f"continual {method.name}")
     if cfg.fewshot.enabled:
         rows += run_fewshot_phase(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                   out_dir=out_dir, resume=resume, progress=progress)
+        lap("fewshot")
     if cfg.fewshot.enabled and cfg.fewshot.episodes.enabled:
         rows += _episode_stage(plan, basic_model=basic_model, splits=splits, inputs=inputs, seed=seed,
                                out_dir=out_dir, resume=resume, progress=progress)
+        lap("episodes")
     return rows
 
 
@@ -164,12 +180,17 @@ def run_plan(plan: RunPlan, *, out_dir: str | Path, resume: bool = False, overwr
     header = provenance(command=command, seed=seeds[0] if len(seeds) == 1 else None, seeds=seeds,
                         config=cfg.name, data=str(cfg.data.path or "synthetic"),
                         test_data=str(cfg.data.test_path or ""))
+    t0 = time.perf_counter()
     faces = load_dataset(cfg, progress=progress)
     test_faces = load_dataset(cfg, path=cfg.data.test_path, progress=progress) if cfg.data.test_path else None
     check_splits(cfg, faces, test_faces=test_faces)  # every data check, before the basic phase of any seed
+    # wall seconds per stage (a resumed run times only what it did): results.json "stage_seconds"
+    header["stage_seconds"] = {"load": round(time.perf_counter() - t0, 2)}
     rows: list[Row] = []
     for seed in seeds:
-        rows += _seed_stage(plan, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress)
+        header["stage_seconds"][f"seed {seed}"] = per_seed = {}
+        rows += _seed_stage(plan, faces, test_faces, seed=seed, out_dir=out_dir, resume=resume, progress=progress,
+                            seconds=per_seed)
     dicts = [r.to_dict() for r in rows]
     if dist.is_main():  # resumed: rows of earlier calls (other methods, phases, seeds) stay in the report
         write_report(out_dir, rows=merge_rows(load_rows(out_dir)[1], dicts) if resume else dicts, header=header,

@@ -5,24 +5,31 @@ trains), for a plain loop and Avalanche Naive, in one process so the ratios are 
 With ``--protocol`` it also times one whole order of the protocol (basic phase + trunk maps + 15 steps)
 for Naive, Replay and KD+PSMR in the same process: the wall-time ratios KD+PSMR / Naive (which trains on
 the new class's m images only) and KD+PSMR / Replay (which trains on the same memory + m images).
-Writes benchmarks/results/speed.json.
+With ``--pooled`` it times the head-only steps of ``cfee_best`` (one order, one basic model) on cached
+trunk maps and on cached pooled embeddings (``cache_pooled``) in the same process: before and after, the
+KD+PSMR / Replay step ratio, and whether the rows are the same. Merges into benchmarks/results/speed.json.
 
-    python benchmarks/speed.py [--data ../shared/data/cfee-subset] [--threads 2] [--protocol]
+    python benchmarks/speed.py [--data ../shared/data/cfee-subset] [--threads 2] [--protocol] [--pooled]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shlex
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from compound_fer import taxonomy
 from compound_fer.config import load_config
 from compound_fer.io import provenance, write_json
+
+TIMINGS = {"seconds", "step_seconds", "train_seconds_after_basic", "trunk_cache_seconds"}
 
 
 def main() -> int:
@@ -36,9 +43,17 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--protocol", action="store_true",
                     help="also time one order of the whole protocol (basic + 15 steps) for naive, replay and kdpsmr")
+    ap.add_argument("--pooled", action="store_true",
+                    help="time cfee_best's head-only steps on maps and on pooled embeddings (one order, same basic)")
+    ap.add_argument("--only-pooled", action="store_true", help="--pooled alone; the file's other figures are kept")
+    ap.add_argument("--work", default="runs/speed", help="run folders of --pooled (weights stay here)")
     ap.add_argument("--out", default="benchmarks/results/speed.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    command = " ".join(["python", *map(shlex.quote, sys.argv)])
+    if args.only_pooled:
+        _merge(args.out, {"pooled_steps": time_pooled(data=args.data, work=args.work, command=command)})
+        return 0
     from compound_fer.features import CachedTrunkModel, PickView
     from compound_fer.runner import build_basic_model, load_dataset, make_inputs, make_splits, seed_everything
     from compound_fer.scenarios import basic_to_compound
@@ -100,11 +115,64 @@ def main() -> int:
         out["protocol"] = time_protocol(cfg, data=None if args.data in (None, "synthetic") else args.data)
     else:
         out["note"] = "KD+PSMR against Naive: run with --protocol (one whole order of each, same process)"
-    write_json(args.out, out)
+    if args.pooled:
+        out["pooled_steps"] = time_pooled(data=args.data, work=args.work, command=command)
+    _merge(args.out, out)
     print({k: round(v, 1) for k, v in best.items()}, "naive/plain", round(out["ratio_naive_vs_plain"], 3))
     if "protocol" in out:
         print({k: v for k, v in out["protocol"].items() if k != "rows"})
     return 0
+
+
+def _merge(path: str, sections: dict) -> None:
+    """Write ``sections`` into the JSON at ``path``, keeping its other entries (e.g. whole_protocol)."""
+    p = Path(path)
+    doc = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    write_json(p, {**doc, **sections})
+
+
+def time_pooled(*, data: str | None, work: str, command: str) -> dict:
+    """cfee_best's head-only steps (naive, replay, kdpsmr; one order, no few-shot) on cached trunk maps, then
+    on cached pooled embeddings with the same basic model, in this process: seconds of steps 1-15 each."""
+    from compound_fer.runner import run_protocol
+
+    cfg = load_config("compound_fer/configs/cfee_best.yaml")
+    methods = ["naive", "replay", "kdpsmr"]
+    runs: dict[str, list[dict]] = {}
+    for pooled in (False, True):
+        out = Path(work) / f"pooled_{'on' if pooled else 'off'}"
+        shutil.rmtree(out, ignore_errors=True)
+        if pooled:  # the same basic model: copied from the first run (resume loads it)
+            (out / "models").mkdir(parents=True)
+            for f in (Path(work) / "pooled_off" / "models").glob("basic_seed0*"):
+                shutil.copy2(f, out / "models" / f.name)
+        runs["on" if pooled else "off"] = run_protocol(
+            cfg.with_overrides(cache_pooled=pooled), out_dir=out, data_path=data, methods=methods, orders=1,
+            seeds=[0], fewshot=False, resume=pooled, progress=False, command=command)
+
+    def steps(rows: list[dict]) -> dict[str, float]:
+        return {r["method"]: round(sum(r["step_seconds"][1:]), 2) for r in rows if r["kind"] == "continual"}
+
+    def results(rows: list[dict]) -> list[str]:
+        return [json.dumps({k: v for k, v in r.items() if k not in TIMINGS}, sort_keys=True)
+                for r in rows if r["kind"] == "continual"]
+
+    before, after = steps(runs["off"]), steps(runs["on"])
+    basic = next(r for r in runs["on"] if r["kind"] == "basic")
+    return {
+        **provenance(command=command, seed=0),
+        "what": "cfee_best, one class order, steps 1-15 (seconds), head-only steps on cached trunk maps (before) "
+                "and on cached pooled embeddings (after), the same basic model, one process",
+        "steps_1_15_seconds": {"maps": before, "pooled": after},
+        "speedup": {m: round(before[m] / after[m], 2) for m in methods},
+        "ratio_kdpsmr_vs_replay": {"maps": round(before["kdpsmr"] / before["replay"], 2),
+                                   "pooled": round(after["kdpsmr"] / after["replay"], 2)},
+        "ratio_kdpsmr_vs_naive": {"maps": round(before["kdpsmr"] / before["naive"], 2),
+                                  "pooled": round(after["kdpsmr"] / after["naive"], 2)},
+        "pooling_seconds": round(basic["trunk_cache_seconds"]
+                                 - next(r for r in runs["off"] if r["kind"] == "basic")["trunk_cache_seconds"], 2),
+        "rows_identical": results(runs["off"]) == results(runs["on"]),
+    }
 
 
 def time_protocol(cfg, *, data: str | None) -> dict:

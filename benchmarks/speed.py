@@ -157,7 +157,13 @@ def time_pooled(*, data: str | None, work: str, command: str) -> dict:
         return [json.dumps({k: v for k, v in r.items() if k not in TIMINGS}, sort_keys=True)
                 for r in rows if r["kind"] == "continual"]
 
+    def samples(rows: list[dict]) -> dict[str, int]:
+        return {r["method"]: int(sum(r["step_samples"][1:])) for r in rows if r["kind"] == "continual"}
+
     before, after = steps(runs["off"]), steps(runs["on"])
+    n = samples(runs["on"])
+    per_sample = {k: {m: round(1000 * t[m] / n[m], 4) for m in methods} for k, t in (("maps", before),
+                                                                                      ("pooled", after))}
     basic = next(r for r in runs["on"] if r["kind"] == "basic")
     return {
         **provenance(command=command, seed=0),
@@ -165,6 +171,9 @@ def time_pooled(*, data: str | None, work: str, command: str) -> dict:
                 "and on cached pooled embeddings (after), the same basic model, one process",
         "steps_1_15_seconds": {"maps": before, "pooled": after},
         "speedup": {m: round(before[m] / after[m], 2) for m in methods},
+        "samples_steps_1_15": n,  # minibatch rows trained, replayed ones included
+        "ms_per_sample": per_sample,
+        "ratio_kdpsmr_vs_replay_per_sample": {k: round(v["kdpsmr"] / v["replay"], 2) for k, v in per_sample.items()},
         "ratio_kdpsmr_vs_replay": {"maps": round(before["kdpsmr"] / before["replay"], 2),
                                    "pooled": round(after["kdpsmr"] / after["replay"], 2)},
         "ratio_kdpsmr_vs_naive": {"maps": round(before["kdpsmr"] / before["naive"], 2),

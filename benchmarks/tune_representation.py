@@ -129,7 +129,7 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
        for b in ("weight_aligning", "bic", "balanced_finetune", "logit_adjustment")},
     **{f"fewshot bias: logit_adjustment tau {t}": {"fewshot": {"bias_correction": {"methods": ["logit_adjustment"],
                                                                                    "tau": t}}}
-       for t in (0.5, 1.5, 2.0)},
+       for t in (0.5, 0.75, 1.25, 1.5, 2.0)},
     **{f"episodes steps {n} lr {lr}": {"fewshot": {"episodes": {"enabled": True, "steps": n, "lr": lr}}}
        for n, lr in ((50, 1e-3), (100, 1e-2), (25, 1e-2))},
     # which ranks PSMR's memory keeps (training/predictive_sorting.Pick); "as shipped" is the config's

@@ -106,6 +106,10 @@ class BasicPhase(_Section):
     batch_size: int = Field(32, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(5, ge=1)
+    # 0: keep the best validation epoch (early stop after `patience`). K > 0: train every epoch and keep the
+    # average of the last K epochs' weights and BatchNorm statistics (SWA, torch.optim.swa_utils), a model
+    # that a noisy validation split cannot swing from one epoch to the next
+    average_last: int = Field(0, ge=0)
     trainable: Literal["all", "tail_head", "head"] = "all"
     augment: bool = True
     # auxiliary heads on the basic faces (training/auxiliary.py): predict landmark geometry / action units

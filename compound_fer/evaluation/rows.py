@@ -79,6 +79,7 @@ class ContinualRow(_RowBase):
     new_class_cap: int | None = None
     seconds: float | None = None
     step_seconds: list[float] | None = None
+    step_samples: list[int] | None = None  # training samples (minibatch rows, replayed ones included) per step
     train_seconds_after_basic: float | None = None
     class_names: list[str] | None = None
     steps: int | None = None

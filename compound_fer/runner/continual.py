@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import CSVLogger, TensorboardLogger
-from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from torch import nn
 
 from compound_fer import distributed as dist
@@ -111,10 +111,26 @@ class ContinualRun:
     first_step: int = 0
     prior: Any = None  # ComponentInitPlugin (continual.component_init): its zero-shot scores go in the row
     bias: str = "none"  # continual.bias_correction, as the row says it
+    samples: SampleCount | None = None  # training samples per experience
 
     @property
     def experience_classes(self) -> list[list[int]]:
         return [list(c) for c in self.bench.experience_classes]
+
+
+class SampleCount(SupervisedPlugin):
+    """Counts the training samples (minibatch rows, replayed ones included) of each experience: what a step's
+    time is spent on, so methods' step times compare per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_step: list[int] = []
+
+    def before_training_exp(self, strategy, **kwargs):  # noqa: ANN001
+        self.per_step.append(0)
+
+    def after_training_iteration(self, strategy, **kwargs):  # noqa: ANN001
+        self.per_step[-1] += len(strategy.mb_y)
 
 
 def component_plugins(*, class_order: Sequence[int], rule: str, prototypes: str, device: str, probe: Any = None,
@@ -158,6 +174,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
     # PurifiedLearning: subject ids of every training sample, experience by experience
     subjects = benchmark_subjects(bench, splits.train) if entry.needs_subjects else None
     evaluator = make_evaluator(cfg, log_dir)
+    counter = SampleCount()
     test_y = to_model_labels(splits.test.labels, bench.class_order).numpy()
     bias = cfg.continual.bias_correction.for_method(job.method.name)
     own, prior = component_plugins(class_order=bench.class_order, probe=(inputs.test_x, test_y), device=cfg.device,
@@ -167,7 +184,7 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
         job.method.name, model=net, evaluator=evaluator, lr=cfg.continual.lr, optimizer=cfg.continual.optimizer,
         train_epochs=cfg.continual.epochs, train_mb_size=cfg.continual.batch_size, eval_mb_size=256,
         device=cfg.device, mem_size=budget.total, num_classes_total=n_total, seed=job.seed,
-        options=resolved.options, subjects=subjects, plugins=[*dist.training_plugins(), *own],
+        options=resolved.options, subjects=subjects, plugins=[*dist.training_plugins(), *own, counter],
     )
     exp_classes = [list(c) for c in bench.experience_classes]
     return ContinualRun(
@@ -175,11 +192,11 @@ def build(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, splits: Split
         net=net, strategy=strategy, evaluator=evaluator, bench=bench, memory_total=budget.total, quota=budget.quota,
         self_capping=self_capping, test_x=inputs.test_x, test_y=test_y,
         record=ContinualRecord(basic_classes=exp_classes[0]), prior=prior,
-        bias=bias.label,
+        bias=bias.label, samples=counter,
     )
 
 
-_STATE = ("strategy", "model", "net", "record", "step_seconds")
+_STATE = ("strategy", "model", "net", "record", "step_seconds", "samples")
 
 
 def resume_state(run: ContinualRun, *, checkpoint: Path | None, inputs: Inputs, resume: bool) -> Any:
@@ -266,6 +283,7 @@ def finish(cfg: ProtocolConfig, run: ContinualRun, *, mode: str, save_to: Path |
         method=run.method, order_index=run.order_index, order=run.order, seed=run.seed,
         memory_total=run.memory_total, memory_quota=run.quota, new_class_cap=None if run.self_capping else run.quota,
         seconds=round(seconds, 2), step_seconds=[round(s, 3) for s in run.step_seconds],
+        step_samples=list(run.samples.per_step) if run.samples is not None else None,
         train_seconds_after_basic=round(sum(run.step_seconds[1:]), 2), class_names=list(run.bench.names),
         **run.record.to_dict(), ranks_in_sync=in_sync,
         trunk_cache_seconds=None if trunk_cache_seconds is None else round(trunk_cache_seconds, 2),

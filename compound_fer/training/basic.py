@@ -1,4 +1,5 @@
-"""The basic phase: train the 6-class (or 7 with neutral) model once, with early stopping on validation.
+"""The basic phase: train the 6-class (or 7 with neutral) model once, with early stopping on validation
+(or, with ``average_last``, every epoch and the average of the last epochs' weights).
 
 A plain PyTorch loop on purpose: it is not continual, and every method starts from its result, as in the
 reference (the basic model is trained once and reused).
@@ -13,11 +14,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from compound_fer import distributed as dist
 from compound_fer.config import BasicPhase
 from compound_fer.data.augment import augment_batch
+from compound_fer.errors import ConfigError
 from compound_fer.training.optim import make_optimizer
 from compound_fer.training.predict import accuracy, predict  # noqa: F401 - predict: the one helper, re-exported
 
@@ -37,13 +40,15 @@ class BasicResult:
 @dataclass(frozen=True, kw_only=True)
 class BasicLoop:
     """The basic loop's settings: ``epochs`` at most, Adam at ``lr`` with ``weight_decay``, minibatches of
-    ``batch_size``, early stop after ``patience`` epochs without a better validation accuracy."""
+    ``batch_size``, early stop after ``patience`` epochs without a better validation accuracy; with
+    ``average_last`` K > 0, all ``epochs`` and the average of the last K epochs' weights (no early stop)."""
 
     epochs: int
     lr: float
     batch_size: int
     weight_decay: float = 0.0
     patience: int = 5
+    average_last: int = 0
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -53,7 +58,8 @@ class BasicLoop:
                  lr: float | None = None) -> "BasicLoop":
         """The loop a config's ``basic`` section names (``lr``: another learning rate)."""
         loop = cls(epochs=basic.epochs, lr=basic.lr, batch_size=basic.batch_size, weight_decay=basic.weight_decay,
-                   patience=basic.patience, seed=seed, device=device, progress=progress)
+                   patience=basic.patience, average_last=basic.average_last, seed=seed, device=device,
+                   progress=progress)
         return loop if lr is None else replace(loop, lr=lr)
 
 
@@ -92,6 +98,9 @@ def train_basic(
     to_float = (lambda t: t.float().div_(255)) if train_x.dtype == torch.uint8 else (lambda t: t)
     val_xf = to_float(val_x)
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
+    if loop.average_last > loop.epochs:
+        raise ConfigError(f"basic.average_last ({loop.average_last}) must be at most basic.epochs ({loop.epochs})")
+    averaged = None  # SWA of the last average_last epochs: weights and BatchNorm statistics alike
     history: list[dict] = []
     start = time.perf_counter()
     bar = tqdm(range(loop.epochs), desc="basic phase", unit="epoch", disable=not loop.progress, leave=False)
@@ -107,14 +116,34 @@ def train_basic(
         bar.set_postfix(loss=f"{total / max(n, 1):.3f}", val=f"{val_acc:.3f}")
         if not loop.progress:
             log.info("basic phase: epoch %d, loss %.3f, val %.3f", epoch, total / max(n, 1), val_acc)
+        if loop.average_last:
+            if epoch >= loop.epochs - loop.average_last:
+                averaged = averaged or AveragedModel(model, use_buffers=True, avg_fn=_mean_of_floats)
+                averaged.update_parameters(model)
+            continue
         if val_acc > best[0]:
             best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= loop.patience:
             log.info("basic phase: early stop at epoch %d (best %d, val %.3f)", epoch, best[1], best[0])
             break
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
+        val_acc = dist.broadcast_object(accuracy(model, val_xf, val_y, device=device))
+        log.info("basic phase: average of epochs %d-%d, val %.3f", loop.epochs - loop.average_last, loop.epochs - 1,
+                 val_acc)
+        return BasicResult(best_epoch=loop.epochs - 1, best_val_accuracy=val_acc, history=history,
+                           seconds=time.perf_counter() - start)
     model.load_state_dict(best[2])
     return BasicResult(best_epoch=best[1], best_val_accuracy=best[0], history=history,
                        seconds=time.perf_counter() - start)
+
+
+def _mean_of_floats(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """SWA's running mean for float weights and statistics; integer and bool buffers (BatchNorm's batch
+    counter, a head's trained-unit mask) keep their latest value."""
+    if not averaged.is_floating_point():
+        return current
+    return averaged + (current - averaged) / (n + 1)
 
 
 def _train_epoch(net: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, order: torch.Tensor, *,

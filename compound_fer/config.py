@@ -106,9 +106,8 @@ class BasicPhase(_Section):
     batch_size: int = Field(32, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(5, ge=1)
-    # 0: keep the best validation epoch (early stop after `patience`). K > 0: train every epoch and keep the
-    # average of the last K epochs' weights and BatchNorm statistics (SWA, torch.optim.swa_utils), a model
-    # that a noisy validation split cannot swing from one epoch to the next
+    # 0: the best validation epoch (early stop after `patience`); K > 0: every epoch trained, the model is the
+    # average of the last K epochs' weights and BatchNorm statistics (SWA): a noisy validation split cannot swing it
     average_last: int = Field(0, ge=0)
     trainable: Literal["all", "tail_head", "head"] = "all"
     augment: bool = True
@@ -302,8 +301,7 @@ class ProtocolConfig(_Section):
     device: str = "cpu"
     threads: int = Field(0, ge=0)
     cache_trunk: bool = True
-    # steps that train the head alone (continual.trainable: head) run on each cached view's pooled embedding
-    # (the tail is frozen too): the same rows, a linear layer per minibatch (features.pooled_features)
+    # head-only steps run on each cached view's pooled embedding: the same rows (features.pooled_features)
     cache_pooled: bool = True
     loggers: tuple[Literal["csv", "tensorboard"], ...] = ("csv", "tensorboard")
 

@@ -71,18 +71,19 @@ class Inputs:
         return replace(self, embedded=emb)
 
     @property
-    def _view(self) -> dict[str, int]:
-        return {"event_dims": 1 if self.pooled else 3}
+    def _event_dims(self) -> int:
+        """Dimensions of one view of a row: an embedding (D,) or maps (C, h, w)."""
+        return 1 if self.pooled else 3
 
     @property
     def train_transform(self) -> PickView | None:
         """Per-sample transform of training inputs: a random cached view (maps, embeddings), none (images)."""
-        return PickView(random=True, **self._view) if self.cached else None
+        return PickView(random=True, event_dims=self._event_dims) if self.cached else None
 
     @property
     def eval_transform(self) -> PickView | None:
         """Per-sample transform of test inputs: view 0 (maps, embeddings), none (images)."""
-        return PickView(random=False, **self._view) if self.cached else None
+        return PickView(random=False, event_dims=self._event_dims) if self.cached else None
 
     @property
     def test_view(self) -> torch.Tensor:

@@ -118,7 +118,8 @@ def train_basic(
             log.info("basic phase: epoch %d, loss %.3f, val %.3f", epoch, total / max(n, 1), val_acc)
         if loop.average_last:
             if epoch >= loop.epochs - loop.average_last:
-                averaged = averaged or AveragedModel(model, use_buffers=True, avg_fn=_mean_of_floats)
+                if averaged is None:
+                    averaged = AveragedModel(model, use_buffers=True, avg_fn=_mean_of_floats)
                 averaged.update_parameters(model)
             continue
         if val_acc > best[0]:

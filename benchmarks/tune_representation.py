@@ -130,6 +130,9 @@ VARIANTS: dict[str, dict] = {  # every variant names its trainable part (the bas
     **{f"fewshot bias: logit_adjustment tau {t}": {"fewshot": {"bias_correction": {"methods": ["logit_adjustment"],
                                                                                    "tau": t}}}
        for t in (0.5, 0.75, 1.25, 1.5, 2.0)},
+    # the new class a fixed number of nats below the basic ones, whatever its shots (LA's count gap shrinks with k)
+    **{f"fewshot bias: logit_adjustment margin {m}": {"fewshot": {"bias_correction": {
+        "methods": ["logit_adjustment"], "margin": m}}} for m in (1.5, 2.0, 2.5)},
     **{f"episodes steps {n} lr {lr}": {"fewshot": {"episodes": {"enabled": True, "steps": n, "lr": lr}}}
        for n, lr in ((50, 1e-3), (100, 1e-2), (25, 1e-2))},
     # which ranks PSMR's memory keeps (training/predictive_sorting.Pick); "as shipped" is the config's

@@ -106,8 +106,7 @@ class BasicPhase(_Section):
     batch_size: int = Field(32, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
     patience: int = Field(5, ge=1)
-    # 0: the best validation epoch (early stop after `patience`); K > 0: every epoch trained, the model is the
-    # average of the last K epochs' weights and BatchNorm statistics (SWA): a noisy validation split cannot swing it
+    # 0: best validation epoch (early stop after `patience`); K > 0: all epochs, the average of the last K (SWA)
     average_last: int = Field(0, ge=0)
     trainable: Literal["all", "tail_head", "head"] = "all"
     augment: bool = True
@@ -143,6 +142,7 @@ class BiasCorrection(_Section):
 
     methods: tuple[BiasName, ...] = ()
     tau: float = Field(1.0, ge=0.0)  # logit_adjustment: strength of the log-prior shift
+    margin: float | None = Field(None, ge=0.0)  # logit_adjustment: new classes this many nats below, any count
     holdout: float = Field(0.2, gt=0.0, lt=1.0)  # bic: share of each class's step images held out
     epochs: int = Field(30, ge=1)  # balanced_finetune: full-batch steps on the head's last Linear
     lr: float = Field(1e-3, gt=0.0)  # balanced_finetune: Adam learning rate
@@ -161,8 +161,9 @@ class BiasCorrection(_Section):
 
     @property
     def label(self) -> str:
-        """What the results rows say: ``none`` or the corrections joined by ``+``."""
-        return "+".join(self.methods) or "none"
+        """What the results rows say: ``none`` or the corrections joined by ``+`` (LA's non-default settings)."""
+        la = "".join(f" {k} {v}" for k, v in (("tau", self.tau), ("margin", self.margin)) if v not in (1.0, None))
+        return "+".join(m + la * (m == "logit_adjustment") for m in self.methods) or "none"
 
     def for_method(self, method: str) -> "BiasCorrection":
         """This correction if it applies to ``method``, else none."""

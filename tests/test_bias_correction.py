@@ -111,6 +111,38 @@ def test_logit_adjustment_is_a_no_op_on_balanced_steps_and_restores_the_criterio
     assert plugin._plain is None and float(plugin.log_prior.std()) < 1e-6
 
 
+def test_logit_adjustment_margin_shifts_the_new_class_by_the_same_nats_at_any_shot_count():
+    """``margin``: the new class sits ``margin`` nats below the old ones, whatever its count; the count prior's
+    gap (LA's default) shrinks as the shots grow, and its step record says which rule ran."""
+    gaps = {}
+    for k in (1, 5):
+        step1 = {**{c: 30 for c in range(OLD)}, NEW: k}
+        counts, fixed = LogitAdjustmentPlugin(tau=1.0), LogitAdjustmentPlugin(tau=1.0, margin=2.0)
+        shifts = []
+        for plugin in (counts, fixed):
+            seen = []
+            plugin.before_training_exp = _spy(plugin.before_training_exp, seen)
+            _train(step1, [plugin], epochs=1)
+            shifts.append(seen[1])  # step 1: the old classes' memory and the new class
+        gaps[k] = [float(sh[:OLD].mean() - sh[NEW]) for sh in shifts]
+        assert fixed.history[0]["margin"] == 2.0 and "margin" not in counts.history[0]
+    assert gaps[1][0] == pytest.approx(torch.log(torch.tensor(30.0)).item(), rel=1e-4)
+    assert gaps[5][0] == pytest.approx(torch.log(torch.tensor(6.0)).item(), rel=1e-4)
+    assert gaps[1][1] == pytest.approx(2.0) and gaps[5][1] == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="margin"):
+        LogitAdjustmentPlugin(margin=-1.0)
+    assert parse_config({"fewshot": {"bias_correction": {"methods": ["logit_adjustment"], "margin": 2.0}}}
+                        ).fewshot.bias_correction.label == "logit_adjustment margin 2.0"
+
+
+def _spy(method, seen: list):
+    """Wrap a plugin's before_training_exp: record the loss's shift of each step."""
+    def wrapped(strategy, **kwargs):
+        method(strategy, **kwargs)
+        seen.append(strategy._criterion.shift.detach().cpu().clone())
+    return wrapped
+
+
 def _lean_to_new(model: Toy, factor: float = 4.0, shift: float = 2.0) -> Toy:
     """A head that leans toward the new class, as a step that trained it last leaves it."""
     biased = copy.deepcopy(model)

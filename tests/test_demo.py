@@ -14,7 +14,7 @@ from compound_fer.commands._common import resolve_config
 
 SMALL = {
     "data": {"image_size": 32, "synthetic": {"n_subjects": 8, "per_subject": 1, "seed": 0}},
-    "basic": {"epochs": 1},
+    "basic": {"epochs": 1, "average_last": 1},
     "continual": {"orders": 1, "epochs": 1},
     "fewshot": {"shots": [1, 2], "compounds": ["Happily surprised"], "epochs": 1},
     "threads": 1,

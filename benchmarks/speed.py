@@ -132,12 +132,12 @@ def _merge(path: str, sections: dict) -> None:
 
 
 def time_pooled(*, data: str | None, work: str, command: str) -> dict:
-    """cfee_best's head-only steps (naive, replay, kdpsmr; one order, no few-shot) on cached trunk maps, then
+    """cfee_best's head-only steps (naive, replay, kdpsmr, icarl; one order, no few-shot) on cached trunk maps, then
     on cached pooled embeddings with the same basic model, in this process: seconds of steps 1-15 each."""
     from compound_fer.runner import run_protocol
 
     cfg = load_config("compound_fer/configs/cfee_best.yaml")
-    methods = ["naive", "replay", "kdpsmr"]
+    methods = ["naive", "replay", "kdpsmr", "icarl"]  # iCaRL on mirrored pairs (its class means flip their inputs)
     runs: dict[str, list[dict]] = {}
     for pooled in (False, True):
         out = Path(work) / f"pooled_{'on' if pooled else 'off'}"

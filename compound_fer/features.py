@@ -102,7 +102,8 @@ class PooledFeatureModel(nn.Module):
     """The head of a FERModel fed with cached pooled embeddings (trunk and tail frozen and skipped).
 
     Shares its head with the full model, so training it trains the full model; ``features`` is the
-    identity, so iCaRL, herding, prototypes and PSMR see the same embedding as on maps or images."""
+    identity (or picks the plain half of mirrored rows), so iCaRL, herding, prototypes and PSMR see the same
+    embedding as on maps or images."""
 
     def __init__(self, *, model: nn.Module) -> None:
         super().__init__()
@@ -110,10 +111,10 @@ class PooledFeatureModel(nn.Module):
         self.feature_dim = model.feature_dim
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
-        return z
+        return z[..., 0, 0] if z.ndim == 4 else z  # mirrored rows (B, D, 1, 2): the first of the pair
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.head(z)
+        return self.head(self.features(z))
 
 
 class CachedTrunkModel(nn.Module):

@@ -31,8 +31,10 @@ class Inputs:
     val: torch.Tensor | None = None
     cached: bool = False
     pooled: bool = False  # rows are pooled embeddings (N, views, D): only the head runs on them
+    mirrored: bool = False  # pooled rows (N, views, D, 1, 2): each embedding beside its flipped map's
     # the same faces as pooled embeddings of this frozen tail, for steps that train the head alone
     embedded: "Inputs | None" = None
+    embedded_mirrored: "Inputs | None" = None  # the same, mirrored, for methods that flip their inputs
     train_extra: torch.Tensor | None = None
     val_extra: torch.Tensor | None = None
     test_extra: torch.Tensor | None = None
@@ -50,14 +52,16 @@ class Inputs:
             return PooledFeatureModel(model=model)
         return CachedTrunkModel(model=model) if self.cached else model
 
-    def for_trainable(self, policy: str | None) -> "Inputs":
-        """The inputs a step training ``policy`` runs on: the pooled embeddings when it trains the head
-        alone and they were made (:meth:`with_embeddings`), else these."""
-        return self.embedded if policy == "head" and self.embedded is not None else self
+    def for_trainable(self, policy: str | None, *, mirrored: bool = False) -> "Inputs":
+        """The inputs a step training ``policy`` runs on: the pooled embeddings (``mirrored`` ones for a
+        method that flips its inputs) when it trains the head alone and they were made, else these."""
+        emb = self.embedded_mirrored if mirrored else self.embedded
+        return emb if policy == "head" and emb is not None else self
 
-    def with_embeddings(self, model: nn.Module, *, device: str = "cpu", progress: bool = True) -> "Inputs":
-        """These inputs plus the pooled embedding of every cached view (``embedded``): ``model``'s tail must
-        stay frozen wherever they are used (``for_trainable("head")``)."""
+    def with_embeddings(self, model: nn.Module, *, device: str = "cpu", progress: bool = True,
+                        mirrored: bool = False) -> "Inputs":
+        """These inputs plus the pooled embedding of every cached view (``embedded``; with ``mirrored`` also
+        ``embedded_mirrored``): ``model``'s tail must stay frozen wherever they are used."""
         if not self.cached or self.pooled:
             raise ValueError("with_embeddings needs cached trunk maps")
         net = CachedTrunkModel(model=model)
@@ -66,14 +70,20 @@ class Inputs:
             return None if rows is None else pooled_features(net, rows, device=device, progress=progress,
                                                              desc=f"pooled features ({name})")
 
-        emb = replace(self, train=embed(self.train, "train"), val=embed(self.val, "val"),
-                      test=embed(self.test, "test"), pooled=True, embedded=None)
-        return replace(self, embedded=emb)
+        splits = {"train": self.train, "val": self.val, "test": self.test}
+        plain = {k: embed(v, k) for k, v in splits.items()}
+        emb = replace(self, **plain, pooled=True, embedded=None)
+        if not mirrored:
+            return replace(self, embedded=emb)
+        # each view's embedding beside its horizontally flipped map's (N, V, D, 1, 2): torch.flip(x, [3]) swaps them
+        pairs = {k: None if v is None else torch.stack([v, embed(torch.flip(splits[k], [-1]), f"{k}, mirrored")],
+                                                       dim=-1).unsqueeze(-2) for k, v in plain.items()}
+        return replace(self, embedded=emb, embedded_mirrored=replace(emb, **pairs, mirrored=True))
 
     @property
     def _event_dims(self) -> int:
-        """Dimensions of one view of a row: an embedding (D,) or maps (C, h, w)."""
-        return 1 if self.pooled else 3
+        """Dimensions of one view of a row: an embedding (D,), a mirrored pair (D, 1, 2) or maps (C, h, w)."""
+        return 1 if self.pooled and not self.mirrored else 3
 
     @property
     def train_transform(self) -> PickView | None:

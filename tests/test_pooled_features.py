@@ -45,10 +45,33 @@ def test_head_only_rows_are_the_same_on_pooled_embeddings_as_on_maps(tmp_path):
     assert _results(on) == _results(off)
 
 
-def test_methods_that_read_the_spatial_layout_keep_the_maps():
+def test_methods_that_read_the_spatial_layout_keep_the_maps_and_icarl_gets_mirrored_pairs():
     from compound_fer.training.registry import available
 
-    assert {name for name, e in available().items() if e.needs_maps} == {"icarl", "omni"}
+    assert {name for name, e in available().items() if e.needs_maps} == {"omni"}
+    assert {name for name, e in available().items() if e.flips_inputs} == {"icarl"}
+
+
+def test_mirrored_pairs_flip_as_the_maps_do():
+    """iCaRL's class means call ``torch.flip(x, [3])``: on a mirrored pair that gives the flipped map's
+    embedding, as flipping the maps and pooling them would."""
+    from compound_fer.inputs import Inputs
+    from compound_fer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=3, pretrained=False, image_size=32)
+    model.set_trainable("head")
+    maps = model.trunk(torch.rand(4, 3, 32, 32)).detach()[:, None]  # (N, 1 view, C, h, w)
+    inputs = Inputs(train=maps, test=maps, cached=True).with_embeddings(model, progress=False, mirrored=True)
+    pairs = inputs.for_trainable("head", mirrored=True)
+    assert pairs.mirrored and pairs.test_x.shape[1:] == (model.feature_dim, 1, 2)
+    net, head = CachedTrunkModel(model=model).eval(), PooledFeatureModel(model=model)
+    with torch.no_grad():
+        assert torch.equal(head.features(pairs.test_x), net.features(maps[:, 0]))
+        assert torch.equal(head.features(torch.flip(pairs.test_x, [3])), net.features(torch.flip(maps[:, 0], [3])))
+        assert torch.equal(head(pairs.test_x), net(maps[:, 0]))
+    assert inputs.for_trainable("head") is inputs.embedded and not inputs.embedded.mirrored
+    assert inputs.for_trainable("tail_head", mirrored=True) is inputs
 
 
 def test_pooled_features_are_the_tail_of_every_view():

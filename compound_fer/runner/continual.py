@@ -303,8 +303,9 @@ def run_continual(plan: RunPlan, job: OrderJob, *, basic_model: nn.Module, split
 
     ``files.checkpoint``: after every completed experience the state is saved there (compound_fer.checkpoint);
     with ``files.resume`` a saved state is loaded and the run continues with the next experience."""
-    if not job.method.entry.needs_maps:  # head only: pooled embeddings, if made
-        inputs = inputs.for_trainable(plan.config.continual.trainable)
+    entry = job.method.entry
+    if not entry.needs_maps:  # head only: pooled embeddings (mirrored pairs for iCaRL), if made
+        inputs = inputs.for_trainable(plan.config.continual.trainable, mirrored=entry.flips_inputs)
     run = build(plan, job, basic_model=basic_model, splits=splits, inputs=inputs, log_dir=files.log_dir)
     ckpt = resume_state(run, checkpoint=files.checkpoint, inputs=inputs, resume=files.resume)
     for step, experience in enumerate(run.bench.benchmark.train_stream):

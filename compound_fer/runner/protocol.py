@@ -44,8 +44,9 @@ def _row_path(out_dir: Path, seed: int, method: str, order: int) -> Path:
 
 
 def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Path, resume: bool,
-                 progress: bool) -> tuple[nn.Module, Inputs, BasicRow]:
-    """The basic model of ``seed`` and the inputs of the continual steps (cached maps, or images)."""
+                 progress: bool, mirrored: bool = False) -> tuple[nn.Module, Inputs, BasicRow]:
+    """The basic model of ``seed`` and the inputs of the continual steps (cached maps, or images);
+    ``mirrored``: a method flips its inputs (iCaRL), so the pooled embeddings come in mirrored pairs too."""
     t0 = time.perf_counter()
     if cfg.cache_trunk and cfg.basic.trainable != "all":
         # the trunk never trains: cache its maps once and train the basic phase on them too
@@ -64,7 +65,7 @@ def _basic_stage(cfg: ProtocolConfig, splits: Splits, *, seed: int, out_dir: Pat
         inputs, info["geometry"] = fuse_geometry(cfg, model, splits, inputs, seed=seed, progress=progress)
     if cfg.cache_trunk and cfg.cache_pooled and cfg.continual.trainable == "head":
         t2 = time.perf_counter()  # head-only steps: every view's pooled embedding, once per seed
-        inputs = inputs.with_embeddings(model, device=cfg.device, progress=progress)
+        inputs = inputs.with_embeddings(model, device=cfg.device, progress=progress, mirrored=mirrored)
         cache_seconds += time.perf_counter() - t2
     row = BasicRow.from_dict({"kind": "basic", "seed": seed, "split": splits.info,
                               "trunk_cache_seconds": round(cache_seconds, 2), **info})
@@ -119,7 +120,8 @@ def _seed_stage(plan: RunPlan, faces, test_faces, *, seed: int, out_dir: Path, r
     splits = make_splits(cfg, faces, seed=seed, test_faces=test_faces)
     check_test_split(splits.test)
     basic_model, inputs, basic_row = _basic_stage(cfg, splits, seed=seed, out_dir=out_dir, resume=resume,
-                                                  progress=progress)
+                                                  progress=progress,
+                                                  mirrored=any(m.entry.flips_inputs for m in plan.methods))
     lap("basic")
     rows: list[Row] = [basic_row]
     for method in plan.methods:

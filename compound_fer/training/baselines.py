@@ -104,7 +104,7 @@ def build_ewc(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: 
 
 
 @register("icarl", summary="iCaRL (Rebuffi et al. 2017): herding exemplars, BCE distillation, NCM", uses_memory=True,
-          needs_maps=True)
+          flips_inputs=True)
 def build_icarl(*, model: nn.Module, args: StrategyArgs, evaluator: Any, plugins: Sequence[Any]) -> Any:
     """Avalanche ICaRL on ``model.features`` + ``model.head``; at eval it classifies by nearest class mean.
 

@@ -137,9 +137,12 @@ class Entry:
     needs_subjects: bool = False
     #: the options model: the keys ``continual.method_options.<name>`` may set
     options_type: type[MethodOptions] = NoOptions
-    #: the method reads its inputs' spatial layout (iCaRL's class means average each exemplar with its
-    #: horizontal flip), so it trains on cached maps even when the head trains alone (no pooled embeddings)
+    #: the method reads its inputs' spatial layout (omni distils images), so it trains on cached maps even
+    #: when the head trains alone (no pooled embeddings)
     needs_maps: bool = False
+    #: the method averages each input with its horizontal flip (iCaRL's class means): on pooled embeddings it
+    #: gets each view's embedding beside its flipped map's (Inputs.embedded_mirrored)
+    flips_inputs: bool = False
 
     @property
     def options(self) -> dict[str, str]:
@@ -156,7 +159,7 @@ _REGISTRY: dict[str, Entry] = {}
 
 def register(name: str, *, summary: str, uses_memory: bool = False, caps_new_class: bool = False,
              needs_subjects: bool = False, options: type[MethodOptions] = NoOptions,
-             needs_maps: bool = False) -> Callable[[Builder], Builder]:
+             needs_maps: bool = False, flips_inputs: bool = False) -> Callable[[Builder], Builder]:
     """Decorator: register ``builder`` under ``name`` (lower-case, unique) with its options model."""
 
     def deco(builder: Builder) -> Builder:
@@ -164,7 +167,7 @@ def register(name: str, *, summary: str, uses_memory: bool = False, caps_new_cla
         if key in _REGISTRY and _REGISTRY[key].builder is not builder:
             raise ValueError(f"strategy {key!r} registered twice")
         _REGISTRY[key] = Entry(key, builder, summary, uses_memory, caps_new_class, needs_subjects, options,
-                               needs_maps)
+                               needs_maps, flips_inputs)
         return builder
 
     return deco

@@ -17,7 +17,7 @@ STAGES = ("basic", "trunk_cache", "continual", "fewshot", "gradcam")
 
 
 def test_smoke_writes_every_stage(tmp_path: Path) -> None:
-    """The smoke run ends 0 and its JSON holds each stage with its images counted and its rates recorded,
+    """The smoke run ends 0 and its JSON holds each stage with its images counted,
     peak memory null on CPU,
     the weights' source, the provenance header and the paper-protocol estimate."""
     out = tmp_path / "gpu_check.json"
@@ -31,7 +31,6 @@ def test_smoke_writes_every_stage(tmp_path: Path) -> None:
     assert throughput, "no throughput stage"
     for name in (*STAGES, *throughput):
         assert stages[name]["images"] > 0, name
-        assert {"seconds", "images_per_second", "seconds_per_image"} <= set(stages[name]), name
         assert stages[name]["peak_gpu_memory_mib"] is None, name
     assert result["device"] == "cpu" and result["peak_gpu_memory_mib"] is None
     assert result["weights"].startswith("random init") and result["pretrained"] is False
@@ -39,6 +38,6 @@ def test_smoke_writes_every_stage(tmp_path: Path) -> None:
     for key in ("command", "commit", "seed", "machine"):
         assert key in result, key
     est = result["estimate"]
-    assert est["formula"] and "total_seconds" in est and set(STAGES) <= set(est["seconds"])
+    assert est["formula"] and set(STAGES) <= set(est["paper_images"])  # the images each stage would process
     check = est["formula_check_this_run"]
     assert check["continual_images_predicted"] == check["continual_images_measured"]
